@@ -1,0 +1,102 @@
+r"""Search configs: `--config=configs/search.py:<preset>[,<modifier>...]`.
+
+Presets (UnrealNAS section 4 and appendix, DARTS search space):
+  rlrn   Gaussian noise N(0, 1) with 5000 uniform random labels ("RLRN"), 25k examples, the
+         validation half is the same examples flipped. 5 warm-up + 50 search epochs, batch 64,
+         SGD lr 0.025 cosine to 0, weight decay 0; Adam 3e-4, betas (0.5, 0.99), architecture
+         weight decay 0; alphas initialised to zero. About 21.5k steps; hours on a GPU.
+Modifiers:
+  quick  a CPU-sized run of the same preset: C=8, 5 cells, 16x16 images, 1024 examples, batch 32,
+         1 warm-up + 3 search epochs (about 3 minutes on 2 CPU cores, compile included).
+
+Every field can be overridden, e.g. `--config.search.order=2 --config.data.num_classes=100`.
+The DARTS (real-data) hyperparameters are:
+  --config.optim.weight_decay=3e-4 --config.optim.arch_weight_decay=1e-3
+  --config.optim.arch_b2=0.999 --config.optim.lr_min=0.001 --config.search.alpha_init=normal
+  --config.search.warmup_epochs=0
+
+Run:
+  unreal-nas search --config=configs/search.py:rlrn,quick --workdir=/tmp/rlrn_quick
+"""
+
+import ml_collections
+
+PRESETS = ('rlrn',)
+MODIFIERS = ('quick',)
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  preset, *modifiers = (arg or 'rlrn').split(',')
+  if preset not in PRESETS:
+    raise ValueError(f'unknown search preset {preset!r}; allowed: {", ".join(PRESETS)}')
+  for modifier in modifiers:
+    if modifier not in MODIFIERS:
+      raise ValueError(f'unknown config modifier {modifier!r}; allowed: {", ".join(MODIFIERS)}')
+
+  config = ml_collections.ConfigDict()
+  config.preset = arg or 'rlrn'
+  config.seed = 0  # model init, alphas and epoch order
+  config.data_seed = 0  # the unreal dataset itself (pixels and random labels)
+
+  config.data = ml_collections.ConfigDict()
+  config.data.name = 'rlrn'
+  config.data.num_examples = 25_000  # per half: weights (train) and architecture (val)
+  config.data.num_classes = 5000  # random labels
+  config.data.image_size = 32
+  config.data.channels = 3
+  config.data.noise_mean = 0.0
+  config.data.noise_std = 1.0
+
+  config.model = ml_collections.ConfigDict()
+  config.model.channels = 16  # C
+  config.model.layers = 8  # cells
+  config.model.steps = 4  # intermediate nodes per cell
+  config.model.multiplier = 4  # nodes concatenated into the cell output
+  config.model.stem_multiplier = 3
+  config.model.depthwise_impl = 'auto'  # 'auto' | 'xla' | a CPU form, see ops/depthwise.py
+
+  config.search = ml_collections.ConfigDict()
+  config.search.method = 'darts'
+  config.search.order = 1  # 1: first-order DARTS; 2: unrolled (second-order) DARTS
+  config.search.hypergradient = 'finite_difference'  # second order: 'finite_difference' | 'exact'
+  config.search.warmup_epochs = 5  # weights only
+  config.search.epochs = 50  # search epochs after the warm-up
+  config.search.batch_size = 64  # global batch, split over devices
+  config.search.alpha_init = 'zeros'  # 'zeros' (UnrealNAS) | 'normal' (DARTS: scale * N(0, 1))
+  config.search.alpha_init_scale = 1e-3
+
+  config.optim = ml_collections.ConfigDict()
+  config.optim.lr = 0.025  # weight SGD, cosine over warm-up + search epochs
+  config.optim.lr_min = 0.0
+  config.optim.momentum = 0.9
+  config.optim.weight_decay = 0.0  # coupled L2 (3e-4 for real data)
+  config.optim.grad_clip = 5.0  # global norm, weights only; 0 disables
+  config.optim.arch_lr = 3e-4
+  config.optim.arch_b1 = 0.5
+  config.optim.arch_b2 = 0.99  # 0.999 in DARTS
+  config.optim.arch_eps = 1e-8
+  config.optim.arch_weight_decay = 0.0  # coupled L2 (1e-3 for real data)
+
+  config.checkpoint = ml_collections.ConfigDict()
+  config.checkpoint.max_to_keep = 5  # latest epochs kept; 0 keeps every epoch
+  config.checkpoint.keep_period = 10  # also keep every N-th epoch; 0 disables
+
+  config.log = ml_collections.ConfigDict()
+  config.log.progress = 'auto'  # 'auto' (bar on a terminal) | 'bar' | 'lines' | 'none'
+  config.log.every_steps = 50  # plain-log cadence when there is no bar
+  config.log.sync_every_steps = 10  # let the device catch up (keeps the bar and ETA honest)
+
+  config.parallel = ml_collections.ConfigDict()
+  config.parallel.num_devices = 0  # 0: every device; N: the first N
+
+  if 'quick' in modifiers:
+    config.data.num_examples = 1024
+    config.data.image_size = 16
+    config.model.channels = 8
+    config.model.layers = 5
+    config.search.batch_size = 32
+    config.search.warmup_epochs = 1
+    config.search.epochs = 3
+    config.checkpoint.max_to_keep = 0
+    config.log.every_steps = 8
+  return config

@@ -1,0 +1,35 @@
+"""unreal_nas_jax: differentiable architecture search on unreal data, in JAX."""
+
+from setuptools import find_packages, setup
+
+setup(
+  name='unreal_nas_jax',
+  version='0.1.0',
+  description='UnrealNAS in JAX/Flax: DARTS search on Gaussian noise, fractals and random labels.',
+  long_description=open('README.md', encoding='utf-8').read(),
+  long_description_content_type='text/markdown',
+  python_requires='>=3.10',
+  packages=find_packages(include=['unreal_nas_jax', 'unreal_nas_jax.*']),
+  install_requires=[
+    'jax>=0.6.0',
+    'flax>=0.10.4',
+    'optax>=0.2.4',
+    'numpy>=1.26',
+    'orbax-checkpoint>=0.11.0',
+    'ml-collections>=1.0.0',
+    'absl-py>=2.1.0',
+    'tqdm>=4.66',
+    'matplotlib>=3.8',
+    # tfds input pipelines (CIFAR/ImageNet); TensorFlow stays on the CPU.
+    'tensorflow-datasets>=4.9.7',
+    'tensorflow-cpu>=2.18; platform_machine == "x86_64"',
+    'tensorflow>=2.18; platform_machine != "x86_64"',
+    'importlib_resources>=6.0',
+    'pillow>=10.0',
+    'dill>=0.3.8',
+  ],
+  extras_require={
+    'test': ['pytest>=8.0', 'pytest-xdist>=3.5', 'chex>=0.1.88', 'ruff>=0.8'],
+  },
+  entry_points={'console_scripts': ['unreal-nas=unreal_nas_jax.cli.main:entry_point']},
+)

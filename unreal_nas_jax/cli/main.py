@@ -1,0 +1,144 @@
+"""`unreal-nas`: the command line.
+
+  unreal-nas search --config=configs/search.py:rlrn[,quick] --workdir=DIR [--config.a.b=value ...]
+  unreal-nas bench [--config=configs/search.py:rlrn,quick] [--steps=N] [--cases=...]
+
+Flags are parsed with absl and ml_collections (`lock_config`: an unknown `--config.x` is an
+error). Every user error ends in one line on stderr, `unreal-nas <command>: error: ...`, and exit
+status 2 (1 for a run that failed, e.g. a NaN loss); nothing already in the workdir is touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from absl import flags
+from ml_collections import config_flags
+
+USAGE = """usage: unreal-nas <command> [flags]
+
+commands:
+  search   run (or resume) an architecture search: --config=configs/search.py:<preset> --workdir=DIR
+  bench    time the search step (first and second order) and print one JSON line per case
+
+`unreal-nas <command> --help` lists the flags of a command."""
+
+
+class UsageError(Exception):
+  """A bad command line (one-line message)."""
+
+
+def _one_line(message: str) -> str:
+  lines = [line.strip() for line in str(message).strip().splitlines() if line.strip()]
+  return lines[0] if lines else message
+
+
+def _define_common(fv: flags.FlagValues, config_required: bool, default_config: str | None):
+  config_flags.DEFINE_config_file(
+    'config',
+    default=default_config,
+    help_string='Config file and preset, e.g. configs/search.py:rlrn,quick; '
+    'override any field with --config.<field>=<value>.',
+    lock_config=True,
+    flag_values=fv,
+  )
+  if config_required:
+    flags.mark_flag_as_required('config', flag_values=fv)
+
+
+def _parse(fv: flags.FlagValues, argv: Sequence[str]) -> None:
+  try:
+    fv(list(argv))
+  except flags.Error as e:
+    raise UsageError(_one_line(str(e))) from None
+  except (ValueError, KeyError, AttributeError, TypeError, FileNotFoundError) as e:
+    raise UsageError(_one_line(str(e).strip("'\""))) from None
+
+
+def search_command(argv: Sequence[str]) -> int:
+  fv = flags.FlagValues()
+  _define_common(fv, config_required=True, default_config=None)
+  flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and genotype.json.',
+                      flag_values=fv, required=True)
+  _parse(fv, argv)
+  config = _load_config(fv)
+
+  from unreal_nas_jax import parallel  # noqa: PLC0415 (keep --help fast)
+  from unreal_nas_jax.train.search_loop import run_search  # noqa: PLC0415
+
+  parallel.maybe_initialize_distributed()
+  summary = run_search(config, os.path.expanduser(fv.workdir))
+  print(f'search finished after {summary["epochs"]} epochs; genotype:')
+  print(summary['genotype_text'])
+  print(f'written to {os.path.join(summary["workdir"], "genotype.json")}')
+  return 0
+
+
+def bench_command(argv: Sequence[str]) -> int:
+  fv = flags.FlagValues()
+  _define_common(fv, config_required=False, default_config=None)
+  flags.DEFINE_integer('steps', 5, 'Timed steps per case (after compilation).', flag_values=fv)
+  flags.DEFINE_list('orders', ['1', '2'], 'Architecture-gradient orders to time.', flag_values=fv)
+  flags.DEFINE_list('cases', ['paper', 'small'],
+                    'Without --config: which built-in sizes to time (paper, small).', flag_values=fv)
+  _parse(fv, argv)
+  from unreal_nas_jax import bench  # noqa: PLC0415
+
+  config = _load_config(fv) if fv['config'].present or fv.config is not None else None
+  orders = [int(o) for o in fv.orders]
+  for record in bench.run_bench(config, cases=fv.cases, orders=orders, steps=fv.steps):
+    print(json.dumps(record), flush=True)
+  return 0
+
+
+def _load_config(fv: flags.FlagValues):
+  config = fv.config
+  if config is None:
+    raise UsageError('--config is required, e.g. --config=configs/search.py:rlrn,quick')
+  return config
+
+
+COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+  'search': search_command,
+  'bench': bench_command,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  argv = list(sys.argv if argv is None else argv)
+  if len(argv) < 2 or argv[1] in ('-h', '--help', 'help'):
+    print(USAGE)
+    return 0 if len(argv) >= 2 else 2
+  command = argv[1]
+  if command not in COMMANDS:
+    print(f'unreal-nas: error: unknown command {command!r}; allowed: {", ".join(COMMANDS)}',
+          file=sys.stderr)
+    return 2
+  from unreal_nas_jax.checkpointing import CheckpointMismatchError  # noqa: PLC0415
+  from unreal_nas_jax.config_utils import ConfigError  # noqa: PLC0415
+  from unreal_nas_jax.parallel import DeviceError  # noqa: PLC0415
+
+  try:
+    return COMMANDS[command]([f'unreal-nas {command}', *argv[2:]])
+  except (UsageError, ConfigError, DeviceError, CheckpointMismatchError) as e:
+    print(f'unreal-nas {command}: error: {_one_line(str(e))}', file=sys.stderr)
+    return 2
+  except RuntimeError as e:
+    if type(e).__name__ != 'NonFiniteLossError':
+      raise
+    print(f'unreal-nas {command}: error: {_one_line(str(e))}', file=sys.stderr)
+    return 1
+  except KeyboardInterrupt:
+    print(f'unreal-nas {command}: interrupted; rerun the same command to resume', file=sys.stderr)
+    return 130
+
+
+def entry_point() -> None:
+  sys.exit(main())
+
+
+if __name__ == '__main__':
+  entry_point()

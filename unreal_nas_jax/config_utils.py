@@ -1,0 +1,98 @@
+"""Config checks shared by the CLI and the loops: one-line errors that name the bad value."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import ml_collections
+
+PROGRESS_MODES = ('auto', 'bar', 'lines', 'none')
+
+# Keys a resumed run may change: run length, logging, checkpoint retention and device placement.
+# Everything else changes the search itself, and a workdir holding such a run is refused.
+RESUMABLE_CHANGES = (
+  'preset',
+  'search.epochs',
+  'log.',
+  'checkpoint.',
+  'parallel.',
+  'model.depthwise_impl',
+)
+
+
+class ConfigError(ValueError):
+  """A config value that is not allowed (the message is one line and names the key)."""
+
+
+def to_dict(config: ml_collections.ConfigDict | Mapping[str, Any]) -> dict[str, Any]:
+  """A JSON-compatible plain dict (tuples become lists) of a ConfigDict."""
+  raw = config.to_dict() if isinstance(config, ml_collections.ConfigDict) else dict(config)
+  return json.loads(json.dumps(raw))
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, Mapping):
+      flat.update(flatten(value, f'{prefix}{key}.'))
+    else:
+      flat[f'{prefix}{key}'] = value
+  return flat
+
+
+def incompatible_keys(saved: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+  """Keys whose values differ between two configs, ignoring `RESUMABLE_CHANGES`."""
+  a, b = flatten(to_dict(saved)), flatten(to_dict(new))
+  differing = sorted(k for k in set(a) | set(b) if a.get(k, '<missing>') != b.get(k, '<missing>'))
+  return [k for k in differing if not _resumable(k)]
+
+
+def _resumable(key: str) -> bool:
+  return any(key == p or (p.endswith('.') and key.startswith(p)) for p in RESUMABLE_CHANGES)
+
+
+def require(ok: bool, key: str, value: Any, allowed: str) -> None:
+  if not ok:
+    raise ConfigError(f'config.{key}={value!r} is not allowed; allowed: {allowed}')
+
+
+def require_choice(config: ml_collections.ConfigDict, key: str, choices: Iterable[Any]) -> None:
+  choices = tuple(choices)
+  value = get(config, key)
+  require(value in choices, key, value, ', '.join(map(str, choices)))
+
+
+def require_range(
+  config: ml_collections.ConfigDict,
+  key: str,
+  low: float | None = None,
+  high: float | None = None,
+  *,
+  integer: bool = False,
+  low_open: bool = False,
+  high_open: bool = False,
+) -> None:
+  value = get(config, key)
+  is_number = isinstance(value, int | float) and not isinstance(value, bool)
+  ok = is_number and math.isfinite(value) and (not integer or float(value).is_integer())
+  if ok and low is not None:
+    ok = value > low if low_open else value >= low
+  if ok and high is not None:
+    ok = value < high if high_open else value <= high
+  kind = 'an integer' if integer else 'a number'
+  bounds = []
+  if low is not None:
+    bounds.append(f'{">" if low_open else ">="} {low}')
+  if high is not None:
+    bounds.append(f'{"<" if high_open else "<="} {high}')
+  require(ok, key, value, kind + (' ' + ' and '.join(bounds) if bounds else ''))
+
+
+def get(config: ml_collections.ConfigDict, dotted: str) -> Any:
+  node = config
+  for part in dotted.split('.'):
+    node = node[part]
+  return node

@@ -1,0 +1,60 @@
+"""Devices: optional multi-host initialisation and the one-axis `data` mesh.
+
+The search state is replicated and every batch is sharded over the `data` axis; plain `jax.jit`
+with these shardings runs the same program on 1 CPU, 8 GPUs or a TPU pod. BatchNorm statistics are
+computed over the global batch, so results do not depend on the device count.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+DATA_AXIS = 'data'
+
+
+class DeviceError(ValueError):
+  """A device or batch-size setting that cannot work (one-line message)."""
+
+
+def maybe_initialize_distributed() -> None:
+  """Joins a multi-host run when UNREAL_NAS_DISTRIBUTED=1 (Cloud TPU pods, SLURM, ...).
+
+  `jax.distributed.initialize()` reads the coordinator from the environment on TPU VMs; on other
+  clusters set JAX's coordinator variables. Single-host runs skip it.
+  """
+  if os.environ.get('UNREAL_NAS_DISTRIBUTED', '0') == '1' and not jax.distributed.is_initialized():
+    jax.distributed.initialize()
+
+
+def make_mesh(num_devices: int = 0) -> Mesh:
+  """A mesh over the first `num_devices` devices (0: all of them) with one axis, 'data'."""
+  devices = jax.devices()
+  if num_devices < 0 or num_devices > len(devices):
+    raise DeviceError(
+      f'config.parallel.num_devices={num_devices} is not allowed; this machine has '
+      f'{len(devices)} {devices[0].platform} device(s) (0 uses all)'
+    )
+  chosen = devices[:num_devices] if num_devices else devices
+  return Mesh(np.asarray(chosen), (DATA_AXIS,))
+
+
+def check_batch_divides(batch_size: int, mesh: Mesh, name: str = 'config.search.batch_size'):
+  count = mesh.devices.size
+  if batch_size % count:
+    raise DeviceError(
+      f'{name}={batch_size} does not divide by the {count} devices of the data mesh; '
+      f'use a multiple of {count} or set config.parallel.num_devices'
+    )
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, PartitionSpec())
+
+
+def replicate(tree, mesh: Mesh):
+  """Places every leaf of `tree` on all devices of `mesh`."""
+  return jax.device_put(tree, replicated(mesh))

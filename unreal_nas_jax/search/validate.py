@@ -1,0 +1,72 @@
+"""Validation of a search config before anything is built or written."""
+
+from __future__ import annotations
+
+import ml_collections
+
+from unreal_nas_jax.config_utils import PROGRESS_MODES, require, require_choice, require_range
+from unreal_nas_jax.data.search_data import SEARCH_DATASETS
+from unreal_nas_jax.models.supernet import reduction_indices
+from unreal_nas_jax.ops.depthwise import DEPTHWISE_IMPLS
+from unreal_nas_jax.search.arch import ALPHA_INITS
+from unreal_nas_jax.search.darts import HYPERGRADIENTS
+
+SEARCH_METHODS = ('darts',)
+
+
+def validate_search_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError naming the first field whose value is not allowed."""
+  require_range(config, 'seed', 0, integer=True)
+  require_range(config, 'data_seed', 0, integer=True)
+
+  require_choice(config, 'data.name', SEARCH_DATASETS)
+  require_range(config, 'data.num_classes', 2, integer=True)
+  require_range(config, 'data.num_examples', 1, integer=True)
+  require_range(config, 'data.channels', 1, integer=True)
+  require_range(config, 'data.noise_std', 0, low_open=True)
+  require_range(config, 'data.noise_mean')
+
+  require_range(config, 'model.channels', 2, integer=True)
+  require(config.model.channels % 2 == 0, 'model.channels', config.model.channels,
+          'an even number (FactorizedReduce splits channels in two)')
+  require_range(config, 'model.layers', 1, integer=True)
+  require_range(config, 'model.steps', 1, integer=True)
+  require_range(config, 'model.multiplier', 1, config.model.steps, integer=True)
+  require_range(config, 'model.stem_multiplier', 1, integer=True)
+  require_choice(config, 'model.depthwise_impl', ('auto', *DEPTHWISE_IMPLS))
+  downsample = 2 ** len(reduction_indices(config.model.layers))
+  require_range(config, 'data.image_size', downsample, integer=True)
+  require(config.data.image_size % downsample == 0, 'data.image_size', config.data.image_size,
+          f'a multiple of {downsample} (the supernet halves the resolution '
+          f'{len(reduction_indices(config.model.layers))} times)')
+
+  require_choice(config, 'search.method', SEARCH_METHODS)
+  require_choice(config, 'search.order', (1, 2))
+  require_choice(config, 'search.hypergradient', HYPERGRADIENTS)
+  require_range(config, 'search.warmup_epochs', 0, integer=True)
+  require_range(config, 'search.epochs', 0, integer=True)
+  require(config.search.warmup_epochs + config.search.epochs >= 1, 'search.epochs',
+          config.search.epochs, 'warmup_epochs + epochs >= 1')
+  require_range(config, 'search.batch_size', 1, integer=True)
+  require(config.search.batch_size <= config.data.num_examples, 'search.batch_size',
+          config.search.batch_size, f'at most data.num_examples={config.data.num_examples}')
+  require_choice(config, 'search.alpha_init', ALPHA_INITS)
+  require_range(config, 'search.alpha_init_scale', 0)
+
+  require_range(config, 'optim.lr', 0)
+  require_range(config, 'optim.lr_min', 0, config.optim.lr)
+  require_range(config, 'optim.momentum', 0, 1, high_open=True)
+  require_range(config, 'optim.weight_decay', 0)
+  require_range(config, 'optim.grad_clip', 0)
+  require_range(config, 'optim.arch_lr', 0)
+  require_range(config, 'optim.arch_b1', 0, 1, high_open=True)
+  require_range(config, 'optim.arch_b2', 0, 1, high_open=True)
+  require_range(config, 'optim.arch_eps', 0, low_open=True)
+  require_range(config, 'optim.arch_weight_decay', 0)
+
+  require_range(config, 'checkpoint.max_to_keep', 0, integer=True)
+  require_range(config, 'checkpoint.keep_period', 0, integer=True)
+  require_choice(config, 'log.progress', PROGRESS_MODES)
+  require_range(config, 'log.every_steps', 1, integer=True)
+  require_range(config, 'log.sync_every_steps', 0, integer=True)
+  require_range(config, 'parallel.num_devices', 0, integer=True)

@@ -1,0 +1,277 @@
+"""The search loop: `run_search(config, workdir)`, resumable, data parallel, one compile per phase.
+
+Order of resumption (big_vision's): the latest checkpoint in the workdir if there is one (after
+checking that the saved config matches), else a fresh state from the seed. Every epoch ends with
+a metrics line, an Orbax checkpoint and genotype.json; a run killed at any point resumes from its
+last complete checkpoint to the same bits as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from unreal_nas_jax import checkpointing, parallel
+from unreal_nas_jax.config_utils import to_dict
+from unreal_nas_jax.data import search_data
+from unreal_nas_jax.models.supernet import SearchNetwork
+from unreal_nas_jax.search import arch, darts, optim
+from unreal_nas_jax.search.state import SearchState
+from unreal_nas_jax.search.validate import validate_search_config
+from unreal_nas_jax.space import genotypes
+from unreal_nas_jax.train import outputs
+
+
+class NonFiniteLossError(RuntimeError):
+  """The loss became NaN or Inf; the run stopped without saving the bad state."""
+
+
+@dataclasses.dataclass
+class SearchSetup:
+  """Everything built from a config, before any state exists."""
+
+  config: ml_collections.ConfigDict
+  mesh: jax.sharding.Mesh
+  model: SearchNetwork
+  data: Any
+  batch_fn: Any
+  weight_tx: Any
+  arch_tx: Any
+  steps_per_epoch: int
+  total_epochs: int
+
+  def lr(self, epoch: int) -> float:
+    """Weight learning rate of 0-based `epoch` (cosine over warm-up + search epochs)."""
+    o = self.config.optim
+    return optim.cosine_lr(epoch, self.total_epochs, o.lr, o.lr_min)
+
+  def phase(self, epoch: int) -> str:
+    return 'warmup' if epoch < self.config.search.warmup_epochs else 'search'
+
+
+def build_search(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | None = None):
+  """Validates `config` and builds the model, data, optimizers and mesh of a search."""
+  validate_search_config(config)
+  mesh = mesh if mesh is not None else parallel.make_mesh(config.parallel.num_devices)
+  parallel.check_batch_divides(config.search.batch_size, mesh)
+  m, o = config.model, config.optim
+  model = SearchNetwork(
+    num_classes=config.data.num_classes,
+    channels=m.channels,
+    layers=m.layers,
+    steps=m.steps,
+    multiplier=m.multiplier,
+    stem_multiplier=m.stem_multiplier,
+    depthwise_impl=m.depthwise_impl,
+  )
+  data, batch_fn = search_data.make_search_data(config.data, config.data_seed)
+  weight_tx = optim.make_weight_tx(
+    weight_decay=o.weight_decay, momentum=o.momentum, grad_clip=o.grad_clip
+  )
+  arch_tx = optim.make_arch_tx(
+    lr=o.arch_lr, b1=o.arch_b1, b2=o.arch_b2, eps=o.arch_eps, weight_decay=o.arch_weight_decay
+  )
+  return SearchSetup(
+    config=config,
+    mesh=mesh,
+    model=model,
+    data=parallel.replicate(data, mesh),
+    batch_fn=batch_fn,
+    weight_tx=weight_tx,
+    arch_tx=arch_tx,
+    steps_per_epoch=config.data.num_examples // config.search.batch_size,
+    total_epochs=config.search.warmup_epochs + config.search.epochs,
+  )
+
+
+def init_state(setup: SearchSetup) -> SearchState:
+  """A fresh, replicated state from `config.seed` (weights, zero or normal alphas, optimizers)."""
+  config = setup.config
+
+  def init():
+    k_params, k_alphas, k_rng = jax.random.split(jax.random.PRNGKey(config.seed), 3)
+    alphas = arch.init_alphas(
+      k_alphas,
+      steps=config.model.steps,
+      init=config.search.alpha_init,
+      scale=config.search.alpha_init_scale,
+    )
+    size = config.data.image_size
+    images = jnp.zeros((2, size, size, config.data.channels), jnp.float32)
+    variables = setup.model.init(k_params, images, arch.arch_weights(alphas), train=True)
+    return SearchState(
+      step=jnp.zeros((), jnp.int32),
+      params=variables['params'],
+      batch_stats=variables['batch_stats'],
+      alphas=alphas,
+      weight_opt_state=setup.weight_tx.init(variables['params']),
+      arch_opt_state=setup.arch_tx.init(alphas),
+      rng=k_rng,
+    )
+
+  return jax.jit(init, out_shardings=parallel.replicated(setup.mesh))()
+
+
+def abstract_state(setup: SearchSetup) -> SearchState:
+  sharding = parallel.replicated(setup.mesh)
+  shapes = jax.eval_shape(lambda: init_state(setup))
+  return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
+
+
+def make_step_fn(setup: SearchSetup, phase: str):
+  """The jitted step of a phase ('warmup': weights only; 'search': DARTS), state donated."""
+  config = setup.config
+  step = functools.partial(
+    darts.train_step,
+    model=setup.model,
+    batch_fn=setup.batch_fn,
+    weight_tx=setup.weight_tx,
+    arch_tx=setup.arch_tx if phase == 'search' else None,
+    batch_size=config.search.batch_size,
+    steps_per_epoch=setup.steps_per_epoch,
+    order=config.search.order,
+    hypergradient=config.search.hypergradient,
+    weight_cfg={'weight_decay': config.optim.weight_decay, 'momentum': config.optim.momentum},
+    mesh=setup.mesh,
+  )
+  replicated = parallel.replicated(setup.mesh)
+  return jax.jit(step, out_shardings=(replicated, replicated), donate_argnums=(0, 1))
+
+
+def epoch_inputs(setup: SearchSetup, epoch: int):
+  """This epoch's example orders and learning rate, as replicated device arrays."""
+  config = setup.config
+  perms = search_data.epoch_permutations(config.seed, epoch, config.data.num_examples)
+  lr = jnp.asarray(setup.lr(epoch), jnp.float32)
+  return parallel.replicate((*perms, lr), setup.mesh)
+
+
+def derive_genotype(config: ml_collections.ConfigDict, alphas) -> genotypes.Genotype:
+  alphas = jax.device_get(alphas)
+  return genotypes.derive_genotype(
+    alphas['normal'],
+    alphas['reduce'],
+    steps=config.model.steps,
+    multiplier=config.model.multiplier,
+  )
+
+
+def epoch_record(setup, epoch, sums, state, wall_s) -> dict[str, Any]:
+  """The metrics.jsonl line of a finished epoch (1-based `epoch` in the file)."""
+  steps, examples = float(sums['steps']), float(sums['examples'])
+  searched = setup.phase(epoch) == 'search'
+  geno = derive_genotype(setup.config, state.alphas)
+  weights = jax.device_get(arch.arch_weights(state.alphas))
+  return {
+    'epoch': epoch + 1,
+    'phase': setup.phase(epoch),
+    'step': int(jax.device_get(state.step)),
+    'lr': setup.lr(epoch),
+    'train_loss': float(sums['train_loss']) / steps,
+    'train_acc': float(sums['train_correct']) / examples,
+    'val_loss': float(sums['val_loss']) / steps if searched else None,
+    'val_acc': float(sums['val_correct']) / examples if searched else None,
+    'skip_connects_normal': genotypes.count_op(geno, 'skip_connect', 'normal'),
+    'genotype': genotypes.genotype_to_json(geno),
+    'alphas': {k: np.asarray(v).round(6).tolist() for k, v in weights.items()},
+    'wall_s': round(wall_s, 3),
+    'images_per_s': round(examples / wall_s, 2) if wall_s > 0 else None,
+  }
+
+
+def _summary_line(record: dict[str, Any], total_epochs: int) -> str:
+  parts = [f'epoch {record["epoch"]}/{total_epochs} {record["phase"]}', f'lr={record["lr"]:.5f}']
+  parts.append(f'train_loss={record["train_loss"]:.4f} train_acc={record["train_acc"]:.4f}')
+  if record['val_loss'] is not None:
+    parts.append(f'val_loss={record["val_loss"]:.4f} val_acc={record["val_acc"]:.4f}')
+  parts.append(f'skip_normal={record["skip_connects_normal"]}')
+  parts.append(f'{record["wall_s"]:.1f}s')
+  return ' '.join(parts)
+
+
+def run_search(
+  config: ml_collections.ConfigDict, workdir: str, *, mesh: jax.sharding.Mesh | None = None
+) -> dict[str, Any]:
+  """Runs (or resumes) a search in `workdir`; returns a summary with the final genotype.
+
+  Raises:
+    ConfigError: a bad config value, an unwritable or incompatible workdir (nothing written).
+    DeviceError: a batch that does not divide by the device count.
+    CheckpointMismatchError: a checkpoint that does not fit the state this config builds.
+    NonFiniteLossError: a NaN/Inf loss (the last good checkpoint is kept).
+  """
+  setup = build_search(config, mesh)
+  outputs.prepare_workdir(workdir)
+  manager = checkpointing.make_manager(
+    os.path.join(workdir, 'checkpoints'),
+    max_to_keep=config.checkpoint.max_to_keep,
+    keep_period=config.checkpoint.keep_period,
+  )
+  latest = manager.latest_step()
+  outputs.check_or_write_config(workdir, to_dict(config), has_checkpoint=latest is not None)
+
+  metrics_log = outputs.MetricsLog(workdir)
+  if latest is None:
+    state, start_epoch = init_state(setup), 0
+  else:
+    state, record = checkpointing.restore(manager, latest, abstract_state(setup))
+    start_epoch = int(record['epoch'])
+    print(f'resuming {workdir} after epoch {start_epoch}', flush=True)
+  metrics_log.truncate(start_epoch + 1)
+  if start_epoch and outputs.is_writer():
+    geno = derive_genotype(config, state.alphas)
+    outputs.write_json_atomic(os.path.join(workdir, 'genotype.json'), genotypes.genotype_to_json(geno))
+
+  step_fns = {phase: make_step_fn(setup, phase) for phase in ('warmup', 'search')}
+  progress = outputs.Progress(config.log.progress, config.log.every_steps, setup.total_epochs)
+  sync_every = config.log.sync_every_steps
+
+  for epoch in range(start_epoch, setup.total_epochs):
+    phase = setup.phase(epoch)
+    step_fn = step_fns[phase]
+    train_perm, val_perm, lr = epoch_inputs(setup, epoch)
+    sums = parallel.replicate(darts.init_metrics(), setup.mesh)
+    progress.start_epoch(epoch, phase, setup.steps_per_epoch)
+    t0 = time.perf_counter()
+    for i in range(1, setup.steps_per_epoch + 1):
+      state, sums = step_fn(state, sums, setup.data, train_perm, val_perm, lr)
+      if (sync_every and i % sync_every == 0) or progress.will_print(i):
+        # Waits for the device without copying anything back, so progress shows real steps.
+        jax.block_until_ready(sums['steps'])
+      progress.update(i)
+    sums = jax.device_get(sums)
+    wall_s = time.perf_counter() - t0
+
+    bad_step = int(sums['first_bad_step'])
+    if bad_step != int(darts.NO_BAD_STEP):
+      step_in_epoch = bad_step - epoch * setup.steps_per_epoch + 1
+      raise NonFiniteLossError(
+        f'loss became NaN or Inf in epoch {epoch + 1} at step {step_in_epoch}/'
+        f'{setup.steps_per_epoch} (global step {bad_step + 1}); stopped without saving it; the '
+        f'last good checkpoint is epoch {epoch} in {os.path.join(workdir, "checkpoints")}'
+      )
+
+    record = epoch_record(setup, epoch, sums, state, wall_s)
+    metrics_log.append(record)
+    checkpointing.save(manager, epoch + 1, state, {'epoch': epoch + 1, 'phase': phase})
+    if outputs.is_writer():
+      outputs.write_json_atomic(os.path.join(workdir, 'genotype.json'), record['genotype'])
+    progress.end_epoch(_summary_line(record, setup.total_epochs))
+
+  final = derive_genotype(config, state.alphas)
+  return {
+    'workdir': workdir,
+    'epochs': setup.total_epochs,
+    'genotype': genotypes.genotype_to_json(final),
+    'genotype_text': genotypes.format_genotype(final),
+    'compiles': {phase: fn._cache_size() for phase, fn in step_fns.items()},
+    'state': state,
+  }
