@@ -59,6 +59,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.search.method = 'darts'
   config.search.order = 1  # 1: first-order DARTS; 2: unrolled (second-order) DARTS
   config.search.hypergradient = 'finite_difference'  # second order: 'finite_difference' | 'exact'
+  config.search.fd_radius = 0.01  # finite-difference HVP: weights move by 0.01 (reference)
   config.search.warmup_epochs = 5  # weights only
   config.search.epochs = 50  # search epochs after the warm-up
   config.search.batch_size = 64  # global batch, split over devices

@@ -16,29 +16,19 @@ from typing import Any
 import jax
 import ml_collections
 
+from unreal_nas_jax.config_utils import load_config
 from unreal_nas_jax.search import darts
 from unreal_nas_jax.train import search_loop
 
 BUILTIN_CASES = ('paper', 'small')
 
 
-def _search_config(arg: str) -> ml_collections.ConfigDict:
-  import importlib.util  # noqa: PLC0415
-  import pathlib  # noqa: PLC0415
-
-  path = pathlib.Path(__file__).resolve().parents[1] / 'configs' / 'search.py'
-  spec = importlib.util.spec_from_file_location('search_config', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
-
-
 def builtin_config(case: str) -> ml_collections.ConfigDict:
   """'paper': C=16, 8 cells, batch 64, 32x32, 5000 classes; 'small': the quick preset."""
   if case == 'paper':
-    return _search_config('rlrn')
+    return load_config('configs/search.py:rlrn')
   if case == 'small':
-    return _search_config('rlrn,quick')
+    return load_config('configs/search.py:rlrn,quick')
   raise ValueError(f'unknown bench case {case!r}; allowed: {", ".join(BUILTIN_CASES)}')
 
 
@@ -62,7 +52,7 @@ def time_search_step(config: ml_collections.ConfigDict, steps: int) -> dict[str,
   t0 = time.perf_counter()
   compiled = step_fn.lower(*args).compile()
   compile_s = time.perf_counter() - t0
-  state, sums = compiled(*args[:2], *args[2:])
+  state, sums = compiled(*args)
   jax.block_until_ready(state)
   times = []
   for _ in range(steps):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
+import pathlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -89,6 +91,23 @@ def require_range(
   if high is not None:
     bounds.append(f'{"<" if high_open else "<="} {high}')
   require(ok, key, value, kind + (' ' + ' and '.join(bounds) if bounds else ''))
+
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+  """Loads 'path/to/file.py[:arg]' like --config does (a relative path may be repo-relative)."""
+  path, _, arg = spec.partition(':')
+  file = pathlib.Path(path)
+  if not file.exists() and (REPO_ROOT / path).exists():
+    file = REPO_ROOT / path
+  if not file.exists():
+    raise ConfigError(f'config file {path!r} does not exist')
+  module_spec = importlib.util.spec_from_file_location(f'_config_{file.stem}', file)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg or None)
 
 
 def get(config: ml_collections.ConfigDict, dotted: str) -> Any:

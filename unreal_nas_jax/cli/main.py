@@ -55,14 +55,19 @@ def _parse(fv: flags.FlagValues, argv: Sequence[str]) -> None:
   except flags.Error as e:
     raise UsageError(_one_line(str(e))) from None
   except (ValueError, KeyError, AttributeError, TypeError, FileNotFoundError) as e:
-    raise UsageError(_one_line(str(e).strip("'\""))) from None
+    raise UsageError(_one_line(str(e).strip('\'"'))) from None
 
 
 def search_command(argv: Sequence[str]) -> int:
   fv = flags.FlagValues()
   _define_common(fv, config_required=True, default_config=None)
-  flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and genotype.json.',
-                      flag_values=fv, required=True)
+  flags.DEFINE_string(
+    'workdir',
+    None,
+    'Directory for checkpoints, metrics and genotype.json.',
+    flag_values=fv,
+    required=True,
+  )
   _parse(fv, argv)
   config = _load_config(fv)
 
@@ -82,8 +87,12 @@ def bench_command(argv: Sequence[str]) -> int:
   _define_common(fv, config_required=False, default_config=None)
   flags.DEFINE_integer('steps', 5, 'Timed steps per case (after compilation).', flag_values=fv)
   flags.DEFINE_list('orders', ['1', '2'], 'Architecture-gradient orders to time.', flag_values=fv)
-  flags.DEFINE_list('cases', ['paper', 'small'],
-                    'Without --config: which built-in sizes to time (paper, small).', flag_values=fv)
+  flags.DEFINE_list(
+    'cases',
+    ['paper', 'small'],
+    'Without --config: which built-in sizes to time (paper, small).',
+    flag_values=fv,
+  )
   _parse(fv, argv)
   from unreal_nas_jax import bench  # noqa: PLC0415
 
@@ -114,8 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0 if len(argv) >= 2 else 2
   command = argv[1]
   if command not in COMMANDS:
-    print(f'unreal-nas: error: unknown command {command!r}; allowed: {", ".join(COMMANDS)}',
-          file=sys.stderr)
+    print(
+      f'unreal-nas: error: unknown command {command!r}; allowed: {", ".join(COMMANDS)}',
+      file=sys.stderr,
+    )
     return 2
   from unreal_nas_jax.checkpointing import CheckpointMismatchError  # noqa: PLC0415
   from unreal_nas_jax.config_utils import ConfigError  # noqa: PLC0415

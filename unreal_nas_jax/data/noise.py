@@ -23,12 +23,18 @@ def noise_images(
 ) -> jax.Array:
   """Images (len(indices), H, W, C): every pixel and channel i.i.d. N(mean, std^2)."""
   image_key = jax.random.fold_in(key, _IMAGE_STREAM)
-  draw = lambda i: jax.random.normal(jax.random.fold_in(image_key, i), shape, jnp.float32)
+
+  def draw(i):
+    return jax.random.normal(jax.random.fold_in(image_key, i), shape, jnp.float32)
+
   return mean + std * jax.vmap(draw)(indices)
 
 
 def random_labels(key: jax.Array, indices: jax.Array, num_classes: int) -> jax.Array:
   """Uniform random labels in [0, num_classes), one per example index."""
   label_key = jax.random.fold_in(key, _LABEL_STREAM)
-  draw = lambda i: jax.random.randint(jax.random.fold_in(label_key, i), (), 0, num_classes)
+
+  def draw(i):
+    return jax.random.randint(jax.random.fold_in(label_key, i), (), 0, num_classes)
+
   return jax.vmap(draw)(indices).astype(jnp.int32)

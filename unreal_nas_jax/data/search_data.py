@@ -48,7 +48,9 @@ def flip_horizontal(images: jax.Array) -> jax.Array:
   return images[:, :, ::-1, :]
 
 
-def rlrn_batch(data: dict[str, Any], indices: jax.Array, split: str, *, shape, mean, std, num_classes):
+def rlrn_batch(
+  data: dict[str, Any], indices: jax.Array, split: str, *, shape, mean, std, num_classes
+):
   images = noise.noise_images(data['key'], indices, shape, mean, std)
   labels = noise.random_labels(data['key'], indices, num_classes)
   if split == 'val':

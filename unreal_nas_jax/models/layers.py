@@ -171,7 +171,9 @@ class DilConv(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     x = nn.relu(x)
-    x = Depthwise(self.kernel_size, self.stride, self.padding, self.dilation, self.depthwise_impl)(x)
+    x = Depthwise(self.kernel_size, self.stride, self.padding, self.dilation, self.depthwise_impl)(
+      x
+    )
     x = Pointwise(self.features)(x)
     return BatchNorm(self.affine)(x, train)
 

@@ -70,7 +70,9 @@ class _InputEdge(nn.Module):
   def __call__(self, inputs: jax.Array, xs: tuple[jax.Array, jax.Array]):
     source, weights = xs
     x = jax.lax.dynamic_index_in_dim(inputs, source, axis=0, keepdims=False)
-    y = MixedOp(self.features, self.stride, self.depthwise_impl, name='mixed')(x, weights, self.train)
+    y = MixedOp(self.features, self.stride, self.depthwise_impl, name='mixed')(
+      x, weights, self.train
+    )
     return inputs, y
 
 

@@ -27,8 +27,12 @@ def validate_search_config(config: ml_collections.ConfigDict) -> None:
   require_range(config, 'data.noise_mean')
 
   require_range(config, 'model.channels', 2, integer=True)
-  require(config.model.channels % 2 == 0, 'model.channels', config.model.channels,
-          'an even number (FactorizedReduce splits channels in two)')
+  require(
+    config.model.channels % 2 == 0,
+    'model.channels',
+    config.model.channels,
+    'an even number (FactorizedReduce splits channels in two)',
+  )
   require_range(config, 'model.layers', 1, integer=True)
   require_range(config, 'model.steps', 1, integer=True)
   require_range(config, 'model.multiplier', 1, config.model.steps, integer=True)
@@ -36,20 +40,33 @@ def validate_search_config(config: ml_collections.ConfigDict) -> None:
   require_choice(config, 'model.depthwise_impl', ('auto', *DEPTHWISE_IMPLS))
   downsample = 2 ** len(reduction_indices(config.model.layers))
   require_range(config, 'data.image_size', downsample, integer=True)
-  require(config.data.image_size % downsample == 0, 'data.image_size', config.data.image_size,
-          f'a multiple of {downsample} (the supernet halves the resolution '
-          f'{len(reduction_indices(config.model.layers))} times)')
+  require(
+    config.data.image_size % downsample == 0,
+    'data.image_size',
+    config.data.image_size,
+    f'a multiple of {downsample} (the supernet halves the resolution '
+    f'{len(reduction_indices(config.model.layers))} times)',
+  )
 
   require_choice(config, 'search.method', SEARCH_METHODS)
   require_choice(config, 'search.order', (1, 2))
   require_choice(config, 'search.hypergradient', HYPERGRADIENTS)
+  require_range(config, 'search.fd_radius', 0, low_open=True)
   require_range(config, 'search.warmup_epochs', 0, integer=True)
   require_range(config, 'search.epochs', 0, integer=True)
-  require(config.search.warmup_epochs + config.search.epochs >= 1, 'search.epochs',
-          config.search.epochs, 'warmup_epochs + epochs >= 1')
+  require(
+    config.search.warmup_epochs + config.search.epochs >= 1,
+    'search.epochs',
+    config.search.epochs,
+    'warmup_epochs + epochs >= 1',
+  )
   require_range(config, 'search.batch_size', 1, integer=True)
-  require(config.search.batch_size <= config.data.num_examples, 'search.batch_size',
-          config.search.batch_size, f'at most data.num_examples={config.data.num_examples}')
+  require(
+    config.search.batch_size <= config.data.num_examples,
+    'search.batch_size',
+    config.search.batch_size,
+    f'at most data.num_examples={config.data.num_examples}',
+  )
   require_choice(config, 'search.alpha_init', ALPHA_INITS)
   require_range(config, 'search.alpha_init_scale', 0)
 

@@ -48,7 +48,9 @@ def check_or_write_config(workdir: str, config: dict[str, Any], has_checkpoint: 
         raise ConfigError(f'{path} is not valid JSON ({e}); move it away to start afresh') from None
     keys = incompatible_keys(saved, config)
     if keys:
-      shown = ', '.join(f'{k} (saved {_get(saved, k)!r}, now {_get(config, k)!r})' for k in keys[:4])
+      shown = ', '.join(
+        f'{k} (saved {_get(saved, k)!r}, now {_get(config, k)!r})' for k in keys[:4]
+      )
       more = f' and {len(keys) - 4} more' if len(keys) > 4 else ''
       raise ConfigError(
         f'workdir {workdir!r} holds a run with a different config: {shown}{more}; '

@@ -139,6 +139,7 @@ def make_step_fn(setup: SearchSetup, phase: str):
     steps_per_epoch=setup.steps_per_epoch,
     order=config.search.order,
     hypergradient=config.search.hypergradient,
+    fd_radius=config.search.fd_radius,
     weight_cfg={'weight_decay': config.optim.weight_decay, 'momentum': config.optim.momentum},
     mesh=setup.mesh,
   )
@@ -228,7 +229,9 @@ def run_search(
   metrics_log.truncate(start_epoch + 1)
   if start_epoch and outputs.is_writer():
     geno = derive_genotype(config, state.alphas)
-    outputs.write_json_atomic(os.path.join(workdir, 'genotype.json'), genotypes.genotype_to_json(geno))
+    outputs.write_json_atomic(
+      os.path.join(workdir, 'genotype.json'), genotypes.genotype_to_json(geno)
+    )
 
   step_fns = {phase: make_step_fn(setup, phase) for phase in ('warmup', 'search')}
   progress = outputs.Progress(config.log.progress, config.log.every_steps, setup.total_epochs)

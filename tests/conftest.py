@@ -1,0 +1,48 @@
+"""Shared test settings: CPU, a persistent compilation cache, tiny configs."""
+
+import os
+import pathlib
+
+# Before JAX starts: CPU only, and keep TensorFlow (tfds) off any accelerator.
+os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+CACHE_DIR = os.environ.setdefault(
+  'JAX_COMPILATION_CACHE_DIR', str(pathlib.Path(__file__).resolve().parents[1] / '.jax_cache')
+)
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+from unreal_nas_jax.config_utils import load_config  # noqa: E402
+
+jax.config.update('jax_compilation_cache_dir', CACHE_DIR)
+jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
+jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
+
+
+def tiny_search_config(**overrides):
+  """A search config that compiles and runs in seconds: C=4, 3 cells, 8x8, 64 examples."""
+  config = load_config('configs/search.py:rlrn,quick')
+  config.data.num_examples = 32
+  config.data.num_classes = 10
+  config.data.image_size = 8
+  config.model.channels = 4
+  config.model.layers = 3
+  config.model.steps = 2
+  config.model.multiplier = 2
+  config.search.batch_size = 8
+  config.search.warmup_epochs = 1
+  config.search.epochs = 2
+  config.log.progress = 'none'
+  for dotted, value in overrides.items():
+    node = config
+    *parents, leaf = dotted.split('__')
+    for part in parents:
+      node = node[part]
+    node[leaf] = value
+  return config
+
+
+@pytest.fixture
+def tiny_config():
+  return tiny_search_config()

@@ -1,0 +1,48 @@
+"""Running the CLI in a subprocess, as a user would."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+TINY_FLAGS = (
+  '--config=configs/search.py:rlrn,quick',
+  '--config.data.num_examples=32',
+  '--config.data.num_classes=10',
+  '--config.data.image_size=8',
+  '--config.model.channels=4',
+  '--config.model.layers=3',
+  '--config.model.steps=2',
+  '--config.model.multiplier=2',
+  '--config.search.batch_size=8',
+  '--config.search.warmup_epochs=1',
+  '--config.search.epochs=2',
+  '--config.log.progress=lines',
+  '--config.log.every_steps=1',
+)
+
+
+def cli_env(**extra):
+  env = dict(os.environ)
+  env['PYTHONPATH'] = os.pathsep.join([str(REPO), env.get('PYTHONPATH', '')]).rstrip(os.pathsep)
+  env.setdefault('JAX_PLATFORMS', 'cpu')
+  env.update(extra)
+  return env
+
+
+def cli_command(*args):
+  return [sys.executable, '-m', 'unreal_nas_jax.cli.main', *args]
+
+
+def run_cli(*args, timeout=600, **env):
+  return subprocess.run(
+    cli_command(*args),
+    cwd=REPO,
+    env=cli_env(**env),
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+    check=False,
+  )

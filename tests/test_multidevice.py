@@ -1,0 +1,66 @@
+"""Data parallelism: 8 forced CPU devices give the state of 1 device; bad batch sizes fail clearly.
+
+Runs in a subprocess because the device count must be fixed before JAX starts.
+"""
+
+import subprocess
+import sys
+import textwrap
+
+from tests.helpers import REPO, cli_env
+
+SCRIPT = textwrap.dedent(
+  """
+  import jax, numpy as np
+  from tests.conftest import tiny_search_config
+  from unreal_nas_jax import parallel
+  from unreal_nas_jax.search import darts
+  from unreal_nas_jax.train import search_loop
+
+  assert jax.device_count() == 8, jax.devices()
+  config = tiny_search_config(search__batch_size=16, data__num_examples=64)
+
+  def three_steps(num_devices):
+    mesh = parallel.make_mesh(num_devices)
+    setup = search_loop.build_search(config, mesh)
+    state = search_loop.init_state(setup)
+    sums = parallel.replicate(darts.init_metrics(), mesh)
+    for phase, epoch in (('warmup', 0), ('search', 1), ('search', 1)):
+      step = search_loop.make_step_fn(setup, phase)
+      train_perm, val_perm, lr = search_loop.epoch_inputs(setup, epoch)
+      state, sums = step(state, sums, setup.data, train_perm, val_perm, lr)
+    return jax.device_get(state), jax.device_get(sums), state
+
+  one, one_sums, _ = three_steps(1)
+  eight, eight_sums, eight_state = three_steps(8)
+  assert len(eight_state.params['classifier']['kernel'].sharding.device_set) == 8
+  leaves = jax.tree_util.tree_leaves_with_path(one)
+  for (path, a), b in zip(leaves, jax.tree.leaves(eight), strict=True):
+    np.testing.assert_allclose(a, b, atol=1e-5, rtol=0, err_msg=jax.tree_util.keystr(path))
+  assert np.abs(one.alphas['normal']).max() > 1e-4  # the alphas did move
+  for key in ('train_loss', 'val_loss', 'steps'):
+    np.testing.assert_allclose(one_sums[key], eight_sums[key], rtol=1e-5)
+
+  try:
+    search_loop.build_search(tiny_search_config(search__batch_size=12, data__num_examples=64))
+  except parallel.DeviceError as e:
+    assert 'config.search.batch_size=12 does not divide by the 8 devices' in str(e), e
+  else:
+    raise AssertionError('batch 12 on 8 devices was accepted')
+  print('OK')
+  """
+)
+
+
+def test_eight_devices_match_one_device():
+  env = cli_env(XLA_FLAGS='--xla_force_host_platform_device_count=8')
+  result = subprocess.run(
+    [sys.executable, '-c', SCRIPT],
+    cwd=REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=900,
+    check=False,
+  )
+  assert result.returncode == 0 and result.stdout.strip().endswith('OK'), result.stderr[-3000:]
