@@ -49,7 +49,15 @@ def _define_common(fv: flags.FlagValues, config_required: bool, default_config: 
     flags.mark_flag_as_required('config', flag_values=fv)
 
 
+class HelpRequested(Exception):
+  """--help was given: the command's flags have been printed."""
+
+
 def _parse(fv: flags.FlagValues, argv: Sequence[str]) -> None:
+  if any(a in ('-h', '--help', '--helpshort', '--helpfull') for a in argv[1:]):
+    print(f'usage: {argv[0]} [flags]\n')
+    print(fv.get_help())
+    raise HelpRequested
   try:
     fv(list(argv))
   except flags.Error as e:
@@ -134,6 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
   try:
     return COMMANDS[command]([f'unreal-nas {command}', *argv[2:]])
+  except HelpRequested:
+    return 0
   except (UsageError, ConfigError, DeviceError, CheckpointMismatchError) as e:
     print(f'unreal-nas {command}: error: {_one_line(str(e))}', file=sys.stderr)
     return 2

@@ -321,7 +321,8 @@ def search_categories(
     fill_points: chaos-game points of the measurement, start point included (FractalDB: 100k).
     candidates_per_round: candidates drawn and measured per round of the on-device loop.
     fill_batch_size: candidates measured at once (vmapped) within a round; the peak memory is
-      about fill_batch_size * fill_points * 40 bytes plus fill_batch_size * fill_resolution^2.
+      about fill_batch_size * (fill_points * 40 + fill_resolution^2) bytes (~270 MB for the
+      defaults).
     max_candidates: give up after this many candidates (default 2000 * num_categories).
 
   Returns:
@@ -648,19 +649,24 @@ def render_images(
   Example i has category i % K, variant and flip from `example_layout(i, K)` and all its
   randomness (chaos game and patches) from `fold_in(key, i)`, so its raw image does not depend on
   `num_examples` or `batch_size`. Each image is drawn FractalDB style at an internal resolution of
-  image_size * render_scale: the points min-max rescaled onto [render_pad, size - render_pad], each
-  point a random non-empty 3x3 binary patch centred on it (the last patch over a pixel wins, as
-  with FractalDB's paste), grey 127 or FractalDB's colour for the point's index (hue period 128,
-  saturation and value 0.75); then the top-bottom coordinate flip, the example's flip, and area
-  downsampling by render_scale.
+  size = image_size * render_scale: the chaos-game points min-max rescaled onto
+  [render_pad, size - render_pad], each point a random non-empty 3x3 binary patch centred on it
+  (the last patch over a pixel wins, as with FractalDB's paste), grey 127 or FractalDB's colour for
+  the point's index (hue period 128, saturation and value 0.75); then area downsampling by
+  render_scale, FractalDB's top-bottom coordinate flip (y up) and the example's flip.
 
-  Why these defaults: FractalDB draws 100k points on 512x512. Drawn directly at 32x32 every 3x3
-  patch covers 1% of the image and the attractor turns into a saturated blob; resized from 512 the
-  result is the attractor's silhouette at ~50% coverage. Rendering at 128x128 with 3x3 patches and
-  4 points per output pixel (4096 at 32x32), then averaging 4x4 blocks, gives a grey-level density
-  of the attractor that keeps its structure (dense and sparse parts, holes, thin arms) and costs
-  ~40x fewer points than FractalDB's 100k. The 2-pixel margin at 128 keeps the patches inside the
-  image (FractalDB's 6 of 512 is 1.5 at 128).
+  Why these defaults: FractalDB draws 100k points on 512x512. Drawn directly at 32x32, every 3x3
+  patch spans ~10% of the image side and the attractor becomes a blob of patch texture. Rendering
+  at 128x128 with 4 points per output pixel (4096 at 32x32) and averaging 4x4 blocks keeps the
+  attractor's structure (dense and sparse parts, holes, thin arms), close to FractalDB's 512x512
+  render area-downsampled to 32x32, for ~25x fewer points and 16x fewer pixels; the colours
+  average less than from 512 (some colour speckle). `num_points=100_000, render_scale=16,
+  render_pad=6` reproduces the 512x512 render itself (accelerator-sized work). The 2-pixel margin
+  at 128 matches FractalDB's 6 of 512 (1.5 at 128) and keeps the patches inside the image.
+
+  Like FractalDB, variants that make a system expanding (e.g. a or d scaled by 1 + 2s = 1.8) give
+  near-empty images: the chaos game diverges and the min-max rescale collapses the bulk of the
+  points (~4% of the images at s = 0.4).
 
   Args:
     key: PRNG key of the rendering (independent of the search key).
@@ -678,7 +684,8 @@ def render_images(
     normalize: if True, normalise to zero mean / unit std per channel over the whole rendered set
       (see `normalize_images`); if False return raw values in [0, 1].
     batch_size: images rendered at once (vmapped) inside `lax.map`; bounds the memory at about
-      batch_size * (num_points * 80 + (image_size * render_scale)^2 * 24) bytes.
+      batch_size * (num_points * 100 + (image_size * render_scale)^2 * 40) bytes (~300 MB for
+      the defaults); raise it on an accelerator.
 
   Returns:
     (images (N, H, W, channels) float32, category (N,) int32).
@@ -735,7 +742,7 @@ def categories_to_json(categories: FractalCategories) -> dict[str, Any]:
   """{'categories': [{'maps': [[a, b, c, d, e, f], ...], 'probs': [...], 'fill_rate': r}, ...]}.
 
   Only the real maps are written (no padding rows); floats are the float32 values, so a round
-  trip through `categories_from_json` is exact.
+  trip through `categories_from_json` is exact. An unknown (NaN) fill rate is written as null.
   """
   maps = np.asarray(categories.maps, np.float32)
   num_maps = np.asarray(categories.num_maps)
@@ -748,7 +755,7 @@ def categories_to_json(categories: FractalCategories) -> dict[str, Any]:
       {
         'maps': [[float(v) for v in row] for row in maps[k, :n]],
         'probs': [float(v) for v in probs[k, :n]],
-        'fill_rate': float(fill[k]),
+        'fill_rate': None if np.isnan(fill[k]) else float(fill[k]),
       }
     )
   return {'categories': out}
@@ -759,7 +766,7 @@ def categories_from_json(data: dict[str, Any]) -> FractalCategories:
 
   Args:
     data: the JSON dict; each category needs 'maps' (1 to 7 rows of 6 numbers); 'probs' defaults
-      to |ad - bc| normalised and 'fill_rate' to NaN when missing.
+      to |ad - bc| normalised and 'fill_rate' to NaN when missing or null.
 
   Returns:
     The categories as padded arrays.
@@ -779,7 +786,7 @@ def categories_from_json(data: dict[str, Any]) -> FractalCategories:
     if entry.get('probs') is not None:
       p = np.asarray(entry['probs'], np.float32)
       if p.shape != (n,):
-        raise ValueError(f'category {i}: {n} maps but {p.shape[0]} probs')
+        raise ValueError(f'category {i}: {n} maps but probs of shape {p.shape}')
       probs[i, :n] = p
     else:
       probs[i] = np.asarray(map_probabilities(jnp.asarray(maps[i]), n))
