@@ -30,36 +30,38 @@ def _conv(impl, k, dilation, stride):
   )
 
 
-@pytest.mark.parametrize('impl', [i for i in DEPTHWISE_IMPLS if i != 'xla'])
-def test_value_and_gradients_match_grouped_conv(impl):
-  for k, dilation, stride, size in CASES:
-    x, w = _inputs(k, size)
-    ref, fast = _conv('xla', k, dilation, stride), _conv(impl, k, dilation, stride)
-    out = fast(x, w)
-    expected_size = output_size(size, k, stride, dilation, dilation * (k - 1) // 2)
-    assert out.shape == (2, expected_size, expected_size, 6)
-    np.testing.assert_allclose(out, ref(x, w), rtol=1e-4, atol=1e-4)
-    cot = jax.random.normal(jax.random.PRNGKey(2), out.shape)
-    loss = lambda f: lambda x, w: jnp.sum(f(x, w) * cot)  # noqa: E731
-    grads = jax.grad(loss(fast), argnums=(0, 1))(x, w)
-    expected = jax.grad(loss(ref), argnums=(0, 1))(x, w)
-    for a, b in zip(grads, expected, strict=True):
-      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+FAST_IMPLS = [i for i in DEPTHWISE_IMPLS if i != 'xla']
 
 
-@pytest.mark.parametrize('impl', [i for i in DEPTHWISE_IMPLS if i != 'xla'])
-def test_second_order_gradients_match(impl):
-  """grad of a function of a gradient, as in the unrolled DARTS hypergradient."""
-  for k, dilation, stride in ((3, 1, 2), (5, 2, 1)):
-    x, w = _inputs(k, 8)
-
-    def meta(f):
-      inner = jax.grad(lambda x, w: jnp.sum(jnp.tanh(f(x, w))), argnums=0)
-      return jax.grad(lambda w: jnp.sum(inner(x, w) ** 2))
-
-    a = meta(_conv(impl, k, dilation, stride))(w)
-    b = meta(_conv('xla', k, dilation, stride))(w)
+@pytest.mark.parametrize('impl', FAST_IMPLS)
+@pytest.mark.parametrize('k,dilation,stride,size', CASES)
+def test_value_and_gradients_match_grouped_conv(impl, k, dilation, stride, size):
+  x, w = _inputs(k, size)
+  ref, fast = _conv('xla', k, dilation, stride), _conv(impl, k, dilation, stride)
+  out = fast(x, w)
+  expected_size = output_size(size, k, stride, dilation, dilation * (k - 1) // 2)
+  assert out.shape == (2, expected_size, expected_size, 6)
+  np.testing.assert_allclose(out, ref(x, w), rtol=1e-4, atol=1e-4)
+  cot = jax.random.normal(jax.random.PRNGKey(2), out.shape)
+  grads = jax.grad(lambda x, w: jnp.sum(fast(x, w) * cot), argnums=(0, 1))(x, w)
+  expected = jax.grad(lambda x, w: jnp.sum(ref(x, w) * cot), argnums=(0, 1))(x, w)
+  for a, b in zip(grads, expected, strict=True):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize('impl', FAST_IMPLS)
+@pytest.mark.parametrize('k,dilation,stride', [(3, 1, 2), (5, 2, 1)])
+def test_second_order_gradients_match(impl, k, dilation, stride):
+  """grad of a function of a gradient, as in the unrolled DARTS hypergradient."""
+  x, w = _inputs(k, 8)
+
+  def meta(f):
+    inner = jax.grad(lambda x, w: jnp.sum(jnp.tanh(f(x, w))), argnums=0)
+    return jax.grad(lambda w: jnp.sum(inner(x, w) ** 2))
+
+  a = meta(_conv(impl, k, dilation, stride))(w)
+  b = meta(_conv('xla', k, dilation, stride))(w)
+  np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
 
 
 def test_auto_resolves_by_platform_and_shape():

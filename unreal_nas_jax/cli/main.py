@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 
@@ -32,8 +33,14 @@ class UsageError(Exception):
 
 
 def _one_line(message: str) -> str:
+  """The first line of a message; for a traceback inside it, the final exception's text."""
   lines = [line.strip() for line in str(message).strip().splitlines() if line.strip()]
-  return lines[0] if lines else message
+  if not lines:
+    return str(message)
+  if any(line.startswith('Traceback') for line in lines):
+    # ml_collections wraps errors raised by get_config() in the whole traceback.
+    return re.sub(r'^[A-Za-z_.]*(Error|Exception): ', '', lines[-1])
+  return lines[0]
 
 
 def _define_common(fv: flags.FlagValues, config_required: bool, default_config: str | None):
