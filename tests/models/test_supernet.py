@@ -20,9 +20,11 @@ def param_count(model, image_size=32):
   return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes['params']))
 
 
-def test_paper_supernet_has_published_parameter_count():
+@pytest.mark.parametrize('scan_edges', [False, True])
+def test_paper_supernet_has_published_parameter_count(scan_edges):
   # DARTS search network, C=16, 8 cells, 10 classes: 1,930,618 (BN without affine in cells).
-  assert param_count(SearchNetwork(num_classes=10, channels=16, layers=8)) == 1_930_618
+  model = SearchNetwork(num_classes=10, channels=16, layers=8, scan_edges=scan_edges)
+  assert param_count(model) == 1_930_618
 
 
 def test_parameter_count_grows_with_classes_by_the_classifier_only():
@@ -43,7 +45,8 @@ def _slice(tree, key, k):
 
 @pytest.mark.parametrize('reduction,reduction_prev', [(False, False), (True, False), (False, True)])
 def test_scanned_cell_equals_edge_by_edge_definition(reduction, reduction_prev):
-  """The two nn.scans over stacked edge weights compute exactly the DARTS cell."""
+  """The two nn.scans over stacked edge weights compute exactly the DARTS cell, and so does the
+  unrolled cell with the same weights."""
   c, steps, mult = 4, 3, 3
   size_in = 16 if reduction_prev else 8
   key = jax.random.PRNGKey(1)
@@ -51,7 +54,7 @@ def test_scanned_cell_equals_edge_by_edge_definition(reduction, reduction_prev):
   s1 = jax.random.normal(jax.random.fold_in(key, 1), (2, 8, 8, 5))
   n_edges = len(edge_list(steps))
   weights = jax.nn.softmax(jax.random.normal(jax.random.fold_in(key, 2), (n_edges, 8)), -1)
-  cell = SearchCell(c, reduction, reduction_prev, steps, mult, 'xla')
+  cell = SearchCell(c, reduction, reduction_prev, steps, mult, 'xla', scan_edges=True)
   variables = cell.init(jax.random.PRNGKey(3), s0, s1, weights, True)
   out, _ = cell.apply(variables, s0, s1, weights, True, mutable=['batch_stats'])
 
@@ -89,6 +92,29 @@ def test_scanned_cell_equals_edge_by_edge_definition(reduction, reduction_prev):
   expected = jnp.concatenate(states[-mult:], axis=-1)
   assert out.shape == expected.shape == (2, 4 if reduction else 8, 4 if reduction else 8, mult * c)
   np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+  # The unrolled cell (the default) with the scanned weights unstacked edge by edge.
+  unrolled_params = {k: params[k] for k in ('preprocess0', 'preprocess1')}
+  unrolled_stats = {k: stats[k] for k in ('preprocess0', 'preprocess1')}
+  for e, (src, _) in enumerate(edges):
+    group, k = (
+      ('input_edges', input_edges.index(e)) if src < 2 else ('node_edges', node_edges.index(e))
+    )
+    unrolled_params[f'edge_{e}'] = _slice(params, group, k)
+    unrolled_stats[f'edge_{e}'] = _slice(stats, group, k)
+  unrolled = SearchCell(c, reduction, reduction_prev, steps, mult, 'xla', scan_edges=False)
+  assert jax.tree.structure(
+    unrolled.init(jax.random.PRNGKey(3), s0, s1, weights, True)['params']
+  ) == jax.tree.structure(unrolled_params)
+  out2, _ = unrolled.apply(
+    {'params': unrolled_params, 'batch_stats': unrolled_stats},
+    s0,
+    s1,
+    weights,
+    True,
+    mutable=['batch_stats'],
+  )
+  np.testing.assert_allclose(out2, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_all_weight_on_none_leaves_only_the_classifier_bias():

@@ -71,6 +71,7 @@ def build_search(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | No
     multiplier=m.multiplier,
     stem_multiplier=m.stem_multiplier,
     depthwise_impl=m.depthwise_impl,
+    scan_edges=m.scan_edges,
   )
   data, batch_fn = search_data.make_search_data(config.data, config.data_seed)
   weight_tx = optim.make_weight_tx(
