@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -74,9 +75,26 @@ def test_outputs_are_written_every_epoch(finished_run):
   assert sorted(int(d) for d in os.listdir(ckpt) if d.isdigit()) == [1, 2, 3]
 
 
-def test_each_phase_compiles_once(finished_run):
-  _, _, summary = finished_run
-  assert summary['compiles'] == {'warmup': 1, 'search': 1}
+def test_each_phase_compiles_once(finished_run, monkeypatch, tmp_path):
+  """Steps are compiled ahead of time, once per phase; a retrace would be an error."""
+  config, finished, summary = finished_run
+  workdir = str(tmp_path / 'copy')
+  shutil.copytree(finished, workdir)
+  assert summary['compiled_phases'] == ['search', 'warmup']
+  calls = []
+  original = search_loop.make_step_fn
+
+  def counting(setup, phase):
+    calls.append(phase)
+    return original(setup, phase)
+
+  monkeypatch.setattr(search_loop, 'make_step_fn', counting)
+  config = tiny_search_config(search__epochs=3)  # one more epoch, resumed: search phase only
+  extended = search_loop.run_search(config, workdir)
+  assert calls == ['search']
+  assert extended['compiled_phases'] == ['search']
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    assert [json.loads(line)['epoch'] for line in f] == [1, 2, 3, 4]
 
 
 def test_checkpoint_holds_the_final_alphas(finished_run):
@@ -107,7 +125,7 @@ def test_a_finished_run_rerun_does_nothing(finished_run):
   config, workdir, _ = finished_run
   before = _snapshot(workdir)
   summary = search_loop.run_search(config, workdir)
-  assert summary['compiles'] == {'warmup': 0, 'search': 0}
+  assert summary['compiled_phases'] == []
   after = _snapshot(workdir)
   assert {k: v for k, v in after.items() if k != 'config.json'} == {
     k: v for k, v in before.items() if k != 'config.json'

@@ -8,6 +8,7 @@ last complete checkpoint to the same bits as an uninterrupted run.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
 import os
@@ -148,6 +149,24 @@ def make_step_fn(setup: SearchSetup, phase: str):
   return jax.jit(step, out_shardings=(replicated, replicated), donate_argnums=(0, 1))
 
 
+def compile_phases(setup: SearchSetup, phases, example_args):
+  """Ahead-of-time compiles the step of every phase that will run, concurrently.
+
+  Tracing happens here, one phase after the other; XLA's compilations (most of the time for the
+  unrolled supernet) then run in threads side by side, and the search step keeps compiling while
+  the warm-up epoch runs. A compiled executable cannot retrace, so each phase compiles exactly
+  once; its inputs keep the shapes, dtypes and shardings of `example_args` all run long.
+
+  Returns:
+    {phase: Future of the compiled step}.
+  """
+  lowered = {phase: make_step_fn(setup, phase).lower(*example_args) for phase in phases}
+  pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(len(lowered), 1))
+  futures = {phase: pool.submit(low.compile) for phase, low in lowered.items()}
+  pool.shutdown(wait=False)
+  return futures
+
+
 def epoch_inputs(setup: SearchSetup, epoch: int):
   """This epoch's example orders and learning rate, as replicated device arrays."""
   config = setup.config
@@ -234,13 +253,20 @@ def run_search(
       os.path.join(workdir, 'genotype.json'), genotypes.genotype_to_json(geno)
     )
 
-  step_fns = {phase: make_step_fn(setup, phase) for phase in ('warmup', 'search')}
+  phases = sorted({setup.phase(e) for e in range(start_epoch, setup.total_epochs)})
+  sums = parallel.replicate(darts.init_metrics(), setup.mesh)
+  if phases:
+    print(f'compiling the {" and ".join(phases)} step(s)...', flush=True)
+  t_compile = time.perf_counter()
+  compiling = compile_phases(setup, phases, (state, sums, setup.data, *epoch_inputs(setup, 0)))
   progress = outputs.Progress(config.log.progress, config.log.every_steps, setup.total_epochs)
   sync_every = config.log.sync_every_steps
 
   for epoch in range(start_epoch, setup.total_epochs):
     phase = setup.phase(epoch)
-    step_fn = step_fns[phase]
+    step_fn = compiling[phase].result()
+    if epoch == start_epoch:
+      print(f'compiled in {time.perf_counter() - t_compile:.1f}s', flush=True)
     train_perm, val_perm, lr = epoch_inputs(setup, epoch)
     sums = parallel.replicate(darts.init_metrics(), setup.mesh)
     progress.start_epoch(epoch, phase, setup.steps_per_epoch)
@@ -276,6 +302,6 @@ def run_search(
     'epochs': setup.total_epochs,
     'genotype': genotypes.genotype_to_json(final),
     'genotype_text': genotypes.format_genotype(final),
-    'compiles': {phase: fn._cache_size() for phase, fn in step_fns.items()},
+    'compiled_phases': phases,
     'state': state,
   }
