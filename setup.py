@@ -1,12 +1,16 @@
 """unreal_nas_jax: differentiable architecture search on unreal data, in JAX."""
 
+import pathlib
+
 from setuptools import find_packages, setup
+
+README = pathlib.Path(__file__).parent / 'README.md'
 
 setup(
   name='unreal_nas_jax',
   version='0.1.0',
   description='UnrealNAS in JAX/Flax: DARTS search on Gaussian noise, fractals and random labels.',
-  long_description=open('README.md', encoding='utf-8').read(),
+  long_description=README.read_text(encoding='utf-8') if README.exists() else '',
   long_description_content_type='text/markdown',
   python_requires='>=3.10',
   packages=find_packages(include=['unreal_nas_jax', 'unreal_nas_jax.*']),

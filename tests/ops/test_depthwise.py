@@ -70,6 +70,8 @@ def test_auto_resolves_by_platform_and_shape():
   assert resolve_depthwise_impl('auto', 32, 3) == 'shift'
   assert resolve_depthwise_impl('auto', 32, 5) == 'dense'
   assert resolve_depthwise_impl('auto', 64, 5) == 'shift'
+  assert resolve_depthwise_impl('auto', 64, 3, spatial=16 * 16) == 'shift'
+  assert resolve_depthwise_impl('auto', 64, 3, spatial=8 * 8) == 'dense'
   assert resolve_depthwise_impl('xla', 16, 3) == 'xla'
 
 

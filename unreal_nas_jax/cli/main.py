@@ -28,6 +28,13 @@ commands:
 `unreal-nas <command> --help` lists the flags of a command."""
 
 
+DEFAULT_COMPILE_CACHE = (
+  os.environ.get('UNREAL_NAS_COMPILE_CACHE')
+  or os.environ.get('JAX_COMPILATION_CACHE_DIR')
+  or os.path.join('~', '.cache', 'unreal_nas_jax', 'xla')
+)
+
+
 class UsageError(Exception):
   """A bad command line (one-line message)."""
 
@@ -43,7 +50,9 @@ def _one_line(message: str) -> str:
   return lines[0]
 
 
-def _define_common(fv: flags.FlagValues, config_required: bool, default_config: str | None):
+def _define_common(
+  fv: flags.FlagValues, config_required: bool, default_config: str | None, compile_cache: str
+):
   config_flags.DEFINE_config_file(
     'config',
     default=default_config,
@@ -54,6 +63,28 @@ def _define_common(fv: flags.FlagValues, config_required: bool, default_config: 
   )
   if config_required:
     flags.mark_flag_as_required('config', flag_values=fv)
+  flags.DEFINE_string(
+    'compile_cache',
+    compile_cache,
+    'Directory of the persistent XLA compilation cache (a rerun or resume of the same shapes '
+    'skips compiling); empty disables it.',
+    flag_values=fv,
+  )
+
+
+def _enable_compile_cache(directory: str) -> None:
+  if not directory:
+    return
+  import jax  # noqa: PLC0415 (keep --help fast)
+
+  directory = os.path.expanduser(directory)
+  try:
+    os.makedirs(directory, exist_ok=True)
+  except OSError as e:
+    raise UsageError(f'--compile_cache {directory!r} is not writable: {e.strerror or e}') from None
+  jax.config.update('jax_compilation_cache_dir', directory)
+  # The supernet's steps take seconds to minutes to compile; smaller programs are not worth a file.
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
 
 
 class HelpRequested(Exception):
@@ -75,7 +106,7 @@ def _parse(fv: flags.FlagValues, argv: Sequence[str]) -> None:
 
 def search_command(argv: Sequence[str]) -> int:
   fv = flags.FlagValues()
-  _define_common(fv, config_required=True, default_config=None)
+  _define_common(fv, config_required=True, default_config=None, compile_cache=DEFAULT_COMPILE_CACHE)
   flags.DEFINE_string(
     'workdir',
     None,
@@ -85,6 +116,7 @@ def search_command(argv: Sequence[str]) -> int:
   )
   _parse(fv, argv)
   config = _load_config(fv)
+  _enable_compile_cache(fv.compile_cache)
 
   from unreal_nas_jax import parallel  # noqa: PLC0415 (keep --help fast)
   from unreal_nas_jax.train.search_loop import run_search  # noqa: PLC0415
@@ -99,7 +131,8 @@ def search_command(argv: Sequence[str]) -> int:
 
 def bench_command(argv: Sequence[str]) -> int:
   fv = flags.FlagValues()
-  _define_common(fv, config_required=False, default_config=None)
+  # No cache by default: bench reports compile seconds, which a cache hit would hide.
+  _define_common(fv, config_required=False, default_config=None, compile_cache='')
   flags.DEFINE_integer('steps', 5, 'Timed steps per case (after compilation).', flag_values=fv)
   flags.DEFINE_list('orders', ['1', '2'], 'Architecture-gradient orders to time.', flag_values=fv)
   flags.DEFINE_list(
@@ -109,6 +142,7 @@ def bench_command(argv: Sequence[str]) -> int:
     flag_values=fv,
   )
   _parse(fv, argv)
+  _enable_compile_cache(fv.compile_cache)
   from unreal_nas_jax import bench  # noqa: PLC0415
 
   config = _load_config(fv) if fv['config'].present or fv.config is not None else None
