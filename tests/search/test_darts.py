@@ -82,7 +82,8 @@ def test_second_order_with_zero_lr_equals_first_order(setup_and_batches, hypergr
   )
   expected = _first_order(setup, state, val_batch)
   for a, b in zip(jax.tree.leaves(grad), jax.tree.leaves(expected), strict=True):
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8)
+    # Two differently fused float32 programs: entries near zero differ by rounding only.
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(np.abs(b).max()))
 
 
 def test_finite_difference_hypergradient_matches_exact(setup_and_batches):
