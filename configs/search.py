@@ -1,19 +1,26 @@
 r"""Search configs: `--config=configs/search.py:<preset>[,<modifier>...]`.
 
-Presets (UnrealNAS section 4 and appendix, DARTS search space):
-  rlrn   Gaussian noise N(0, 1) with 5000 uniform random labels ("RLRN"), 25k examples, the
-         validation half is the same examples flipped. 5 warm-up + 50 search epochs, batch 64,
-         SGD lr 0.025 cosine to 0, weight decay 0; Adam 3e-4, betas (0.5, 0.99), architecture
-         weight decay 0; alphas initialised to zero. About 21.5k steps; hours on a GPU.
+Presets (UnrealNAS section 4 and appendix, DARTS search space). The unreal-data presets share the
+paper's search settings: 5 warm-up + 50 search epochs, batch 64, SGD lr 0.025 cosine to 0, weight
+decay 0; Adam 3e-4, betas (0.5, 0.99), architecture weight decay 0; zero-initialised alphas;
+25k examples whose validation half is the same examples flipped with the same labels.
+  rlrn      Gaussian noise N(0, 1) with 5000 uniform random labels ("RLRN"), generated on device.
+  rlgd      FractalDB-style fractals ("RLGD"): 100 categories searched on device (fill rate >= 0.2),
+            25k instances (25 variants x 4 flips, colour patches) with 5000 random labels.
+  rlrd      the first 25k CIFAR-10 training images with 1000 random labels ("RLRD"); needs a
+            prepared tfds cifar10 (--config.data.tfds_data_dir, or --config.data.download=True).
+  cifar10   the DARTS real-data baseline: true labels, first 25k images for the weights, last 25k
+            for the architecture, random crop (padding 4) and flip on both; the DARTS settings:
+            no warm-up, 50 epochs, weight decay 3e-4, lr cosine to 0.001, architecture weight
+            decay 1e-3, betas (0.5, 0.999), alphas 1e-3 * N(0, 1).
+  cifar100  the same on CIFAR-100.
 Modifiers:
   quick  a CPU-sized run of the same preset: C=8, 3 cells, 16x16 images, 512 examples, batch 32,
-         1 warm-up + 3 search epochs (about 4 minutes on 2 CPU cores, about half of it compiling).
+         1 warm-up + 3 search epochs (cifar: 4 search epochs), rlgd with 10 fractal categories.
+         About 4 minutes on 2 CPU cores, about half of it compiling.
 
-Every field can be overridden, e.g. `--config.search.order=2 --config.data.num_classes=100`.
-The DARTS (real-data) hyperparameters are:
-  --config.optim.weight_decay=3e-4 --config.optim.arch_weight_decay=1e-3
-  --config.optim.arch_b2=0.999 --config.optim.lr_min=0.001 --config.search.alpha_init=normal
-  --config.search.warmup_epochs=0
+Every field can be overridden, e.g. `--config.search.order=2 --config.data.num_classes=100`; the
+paper's class-count ablation is a loop over --config.data.num_classes.
 
 Run:
   unreal-nas search --config=configs/search.py:rlrn,quick --workdir=/tmp/rlrn_quick
@@ -21,7 +28,8 @@ Run:
 
 import ml_collections
 
-PRESETS = ('rlrn',)
+PRESETS = ('rlrn', 'rlgd', 'rlrd', 'cifar10', 'cifar100')
+RANDOM_CLASSES = {'rlrn': 5000, 'rlgd': 5000, 'rlrd': 1000, 'cifar10': 10, 'cifar100': 100}
 MODIFIERS = ('quick',)
 
 
@@ -39,13 +47,27 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data_seed = 0  # the unreal dataset itself (pixels and random labels)
 
   config.data = ml_collections.ConfigDict()
-  config.data.name = 'rlrn'
+  config.data.name = preset  # rlrn | rlgd | rlrd | cifar10 | cifar100
   config.data.num_examples = 25_000  # per half: weights (train) and architecture (val)
-  config.data.num_classes = 5000  # random labels
-  config.data.image_size = 32
+  config.data.num_classes = RANDOM_CLASSES[preset]  # random labels (true classes for cifar)
+  config.data.image_size = 32  # CIFAR images are resized when this differs from 32
   config.data.channels = 3
+  # rlrn: pixel distribution.
   config.data.noise_mean = 0.0
   config.data.noise_std = 1.0
+  # rlgd: FractalDB-style generation (unreal_nas_jax/data/fractals.py).
+  config.data.fractal_categories = 100  # IFS systems searched (fill rate >= threshold)
+  config.data.fractal_fill_threshold = 0.2
+  config.data.fractal_fill_points = 100_000  # chaos-game points of the fill-rate measurement
+  config.data.fractal_variation_weight = 0.4  # s of the 25 parameter-scaling variants
+  config.data.fractal_color_mode = 'color'  # 'color' | 'gray'
+  config.data.fractal_num_points = 0  # points per rendered image; 0: 4 per output pixel
+  config.data.fractal_categories_file = ''  # reuse systems from a fractal_categories.json
+  config.data.render_batch_size = 256  # images rendered at once (memory, not results)
+  # rlrd, cifar10, cifar100: tensorflow-datasets.
+  config.data.tfds_data_dir = ''  # '' : tfds's default (~/tensorflow_datasets)
+  config.data.download = False  # build the tfds dataset (network) when it is not prepared
+  config.data.crop_padding = 4  # cifar10/cifar100 augmentation: random crop padding, + flip
 
   config.model = ml_collections.ConfigDict()
   config.model.channels = 16  # C
@@ -91,14 +113,24 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.parallel = ml_collections.ConfigDict()
   config.parallel.num_devices = 0  # 0: every device; N: the first N
 
+  if preset in ('cifar10', 'cifar100'):
+    # The DARTS real-data hyperparameters (spec section 4).
+    config.search.warmup_epochs = 0
+    config.search.alpha_init = 'normal'
+    config.optim.lr_min = 0.001
+    config.optim.weight_decay = 3e-4
+    config.optim.arch_weight_decay = 1e-3
+    config.optim.arch_b2 = 0.999
+
   if 'quick' in modifiers:
     config.data.num_examples = 512
     config.data.image_size = 16
     config.model.channels = 8
     config.model.layers = 3  # normal, reduce, reduce: compile time grows faster than the cells
     config.search.batch_size = 32
-    config.search.warmup_epochs = 1
-    config.search.epochs = 3
+    config.search.warmup_epochs = min(config.search.warmup_epochs, 1)
+    config.search.epochs = 4 - config.search.warmup_epochs
+    config.data.fractal_categories = 10
     config.checkpoint.max_to_keep = 0
     config.log.every_steps = 8
   return config

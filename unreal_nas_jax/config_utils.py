@@ -22,6 +22,10 @@ RESUMABLE_CHANGES = (
   'checkpoint.',
   'parallel.',
   'model.depthwise_impl',
+  # Where the data is read from and how it is rendered in chunks, not what it is.
+  'data.tfds_data_dir',
+  'data.download',
+  'data.render_batch_size',
 )
 
 

@@ -20,7 +20,8 @@ def _rlrn(num_classes=10, size=8, mean=0.0, std=1.0, seed=0):
       num_examples=64,
     )
   )
-  return search_data.make_search_data(cfg, seed)
+  built = search_data.make_search_data(cfg, seed)
+  return built.arrays, built.batch_fn
 
 
 def test_examples_depend_only_on_seed_and_index():

@@ -1,61 +1,270 @@
-"""Search datasets as device-side pytrees plus a pure `batch(data, indices, split)` function.
+"""Search datasets as device-side pytrees plus a pure `batch(data, indices, split, key)` function.
 
-A search dataset has `num_examples` examples for the weights ("train") and a validation half for
-the architecture ("val"). On unreal data (UnrealNAS section 3.3) the validation half is the SAME
-examples horizontally flipped with the SAME random labels; the training half is used as is.
+A search dataset has `num_examples` examples for the weights ("train") and as many for the
+architecture ("val"). The four datasets of UnrealNAS (its section 3.3 and table 1):
+
+  rlrn      Gaussian noise with uniform random labels, generated inside the step from indices.
+  rlgd      FractalDB-style fractals with uniform random labels, rendered once per run on device.
+  rlrd      the CIFAR-10 training images (the first `num_examples` by file index) with uniform
+            random labels, read once through tfds and kept on device.
+  cifar10   the DARTS real-data baseline: true labels, the first `num_examples` images for the
+  cifar100  weights and the next `num_examples` for the architecture, both augmented with the
+            reference's random crop (padding 4) and flip.
+
+On unreal data the validation half is the SAME examples horizontally flipped with the SAME random
+labels, and the training half is used as is (normalisation only). Random labels are a pure
+function of (data seed, example index), drawn once per run and fixed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import os
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
-from unreal_nas_jax.data import noise
+from unreal_nas_jax.config_utils import ConfigError
+from unreal_nas_jax.data import augment, fractals, noise, tfds_cifar
 
-SEARCH_DATASETS = ('rlrn',)
+UNREAL_DATASETS = ('rlrn', 'rlgd', 'rlrd')
+REAL_DATASETS = ('cifar10', 'cifar100')
+SEARCH_DATASETS = (*UNREAL_DATASETS, *REAL_DATASETS)
+FRACTAL_COLOR_MODES = ('color', 'gray')
+FRACTAL_CATEGORIES_FILE = 'fractal_categories.json'
+
+# The key streams of the data seed: noise pixels (0) and random labels (1) are `noise`'s.
+_FRACTAL_STREAM = 2
+
+BatchFn = Callable[..., tuple[jax.Array, jax.Array]]
 
 
-def make_search_data(config: ml_collections.ConfigDict, seed: int):
-  """Builds the dataset's device arrays and its batch function.
+@dataclasses.dataclass
+class SearchData:
+  """A built search dataset.
+
+  Attributes:
+    arrays: the device arrays the batch function reads (a pytree, replicated over devices).
+    batch_fn: `batch_fn(arrays, indices, split, key) -> (images, labels)`, pure and jittable;
+      `split` is 'train' or 'val', `key` feeds augmentation (unused by unreal data).
+    artifacts: files the run keeps in its workdir, {file name: JSON-compatible object}.
+  """
+
+  arrays: Any
+  batch_fn: BatchFn
+  artifacts: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def make_search_data(
+  config: ml_collections.ConfigDict, seed: int, *, workdir: str | None = None
+) -> SearchData:
+  """Builds the dataset named by `config.name`.
 
   Args:
     config: the `data` section of a search config.
-    seed: the data seed.
+    seed: the data seed (pixels, fractal systems and random labels).
+    workdir: the run's workdir; an rlgd run reuses the `fractal_categories.json` kept there (a
+      resumed run renders exactly the images it started with).
 
   Returns:
-    (data pytree of device arrays, batch_fn(data, indices, split) -> (images, labels)).
+    The `SearchData`.
   """
-  if config.name == 'rlrn':
-    data = {'key': noise.noise_keys(seed)}
-    batch_fn = functools.partial(
-      rlrn_batch,
-      shape=(config.image_size, config.image_size, config.channels),
-      mean=config.noise_mean,
-      std=config.noise_std,
-      num_classes=config.num_classes,
+  builders = {
+    'rlrn': _rlrn,
+    'rlgd': _rlgd,
+    'rlrd': _rlrd,
+    'cifar10': _real_cifar,
+    'cifar100': _real_cifar,
+  }
+  if config.name not in builders:
+    raise ConfigError(
+      f'config.data.name={config.name!r} is not allowed; allowed: {", ".join(SEARCH_DATASETS)}'
     )
-    return data, batch_fn
-  raise ValueError(
-    f'config.data.name={config.name!r} is not allowed; allowed: {", ".join(SEARCH_DATASETS)}'
-  )
+  return builders[config.name](config, seed, workdir)
 
 
 def flip_horizontal(images: jax.Array) -> jax.Array:
   return images[:, :, ::-1, :]
 
 
+# ---------------------------------------------------------------------------------------------
+# RLRN: nothing stored, every batch generated from its indices.
+
+
+def _rlrn(config, seed, workdir):
+  del workdir
+  batch_fn = functools.partial(
+    rlrn_batch,
+    shape=(config.image_size, config.image_size, config.channels),
+    mean=config.noise_mean,
+    std=config.noise_std,
+    num_classes=config.num_classes,
+  )
+  return SearchData({'key': noise.noise_keys(seed)}, batch_fn)
+
+
 def rlrn_batch(
-  data: dict[str, Any], indices: jax.Array, split: str, *, shape, mean, std, num_classes
+  data: dict[str, Any], indices: jax.Array, split: str, key=None, *, shape, mean, std, num_classes
 ):
+  del key
   images = noise.noise_images(data['key'], indices, shape, mean, std)
   labels = noise.random_labels(data['key'], indices, num_classes)
   if split == 'val':
     images = flip_horizontal(images)
   return images, labels
+
+
+# ---------------------------------------------------------------------------------------------
+# Stored datasets: images (and labels) on device, gathered by index inside the step.
+
+
+def stored_batch(
+  data: dict[str, jax.Array],
+  indices: jax.Array,
+  split: str,
+  key: jax.Array | None = None,
+  *,
+  val_offset: int,
+  flip_val: bool,
+  crop_padding: int,
+  pad_value: tuple[float, ...] | None,
+):
+  """Gathers a batch; val examples sit `val_offset` further; augments when `crop_padding` > 0."""
+  if split == 'val':
+    indices = indices + val_offset
+  images, labels = data['images'][indices], data['labels'][indices]
+  if split == 'val' and flip_val:
+    images = flip_horizontal(images)
+  if crop_padding:
+    stream = 0 if split == 'train' else 1
+    images = augment.random_crop_flip(
+      jax.random.fold_in(key, stream), images, indices, padding=crop_padding, pad_value=pad_value
+    )
+  return images, labels
+
+
+def random_labels(seed: int, num_examples: int, num_classes: int) -> jax.Array:
+  """The random labels of examples 0..num_examples-1 (the same function RLRN draws from)."""
+  indices = jnp.arange(num_examples, dtype=jnp.int32)
+  return jax.jit(noise.random_labels, static_argnums=2)(
+    noise.noise_keys(seed), indices, num_classes
+  )
+
+
+def _unreal_stored(images: jax.Array, labels: jax.Array, artifacts=None) -> SearchData:
+  batch_fn = functools.partial(
+    stored_batch, val_offset=0, flip_val=True, crop_padding=0, pad_value=None
+  )
+  return SearchData({'images': images, 'labels': labels}, batch_fn, artifacts or {})
+
+
+def fractal_categories(config, seed, workdir) -> tuple[fractals.FractalCategories, str]:
+  """The run's fractal systems: the workdir's copy, a given file, or a fresh on-device search."""
+  kept = os.path.join(workdir, FRACTAL_CATEGORIES_FILE) if workdir else None
+  for path, origin in ((kept, 'the workdir'), (config.fractal_categories_file, 'the config')):
+    if path and os.path.exists(path):
+      try:
+        categories = fractals.load_categories(path)
+      except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f'fractal categories file {path!r} is not readable: {e}') from None
+      count = int(categories.maps.shape[0])
+      if count != config.fractal_categories:
+        raise ConfigError(
+          f'{path!r} (from {origin}) holds {count} fractal categories but '
+          f'data.fractal_categories={config.fractal_categories}'
+        )
+      return categories, path
+    if path and origin == 'the config':
+      raise ConfigError(f'data.fractal_categories_file={path!r} does not exist')
+  key = jax.random.fold_in(jax.random.fold_in(noise.noise_keys(seed), _FRACTAL_STREAM), 0)
+  try:
+    categories = fractals.search_categories(
+      key,
+      config.fractal_categories,
+      fill_threshold=config.fractal_fill_threshold,
+      fill_points=config.fractal_fill_points,
+    )
+  except ValueError as e:
+    raise ConfigError(
+      f'fractal category search failed ({e}); check data.fractal_fill_threshold='
+      f'{config.fractal_fill_threshold} and data.fractal_fill_points={config.fractal_fill_points}'
+    ) from None
+  return categories, 'searched'
+
+
+def render_fractals(config, seed, categories: fractals.FractalCategories) -> jax.Array:
+  """The run's `num_examples` fractal images (normalised), rendered on device."""
+  key = jax.random.fold_in(jax.random.fold_in(noise.noise_keys(seed), _FRACTAL_STREAM), 1)
+  images, _ = fractals.render_images(
+    key,
+    categories,
+    num_examples=config.num_examples,
+    image_size=config.image_size,
+    channels=config.channels,
+    color_mode=config.fractal_color_mode,
+    variation_weight=config.fractal_variation_weight,
+    num_points=config.fractal_num_points or None,
+    batch_size=config.render_batch_size,
+  )
+  return images
+
+
+def _rlgd(config, seed, workdir):
+  categories, _ = fractal_categories(config, seed, workdir)
+  images = render_fractals(config, seed, categories)
+  labels = random_labels(seed, config.num_examples, config.num_classes)
+  artifacts = {FRACTAL_CATEGORIES_FILE: fractals.categories_to_json(categories)}
+  return _unreal_stored(images, labels, artifacts)
+
+
+def cifar_images(config, name: str, count: int) -> tuple[jax.Array, np.ndarray, tuple]:
+  """The first `count` CIFAR training images, normalised and resized to `config.image_size`.
+
+  Returns:
+    (images (count, S, S, 3) float32 on device, true labels (count,), pad value (3,)).
+  """
+  raw, labels = tfds_cifar.load_train_images(name, config.tfds_data_dir, config.download)
+  if len(raw) < count:
+    raise ConfigError(
+      f'{name} in {config.tfds_data_dir or "~/tensorflow_datasets"} has {len(raw)} training '
+      f'images; this search needs {count} (data.num_examples={config.num_examples})'
+    )
+  mean, std = (np.asarray(s, np.float32) for s in tfds_cifar.CIFAR_STATS[name])
+  images = (jnp.asarray(raw[:count], jnp.float32) / 255.0 - mean) / std
+  size = config.image_size
+  if size != images.shape[1]:
+    # Area-weighted (antialiased) resize for the resolution ablations and small CPU runs.
+    images = jax.image.resize(images, (count, size, size, 3), 'linear', antialias=True)
+  return images, labels[:count], tuple(float(v) for v in -mean / std)
+
+
+def _rlrd(config, seed, workdir):
+  del workdir
+  images, _, _ = cifar_images(config, 'cifar10', config.num_examples)
+  labels = random_labels(seed, config.num_examples, config.num_classes)
+  return _unreal_stored(images, labels)
+
+
+def _real_cifar(config, seed, workdir):
+  del seed, workdir
+  images, labels, pad_value = cifar_images(config, config.name, 2 * config.num_examples)
+  batch_fn = functools.partial(
+    stored_batch,
+    val_offset=config.num_examples,
+    flip_val=False,
+    crop_padding=config.crop_padding,
+    pad_value=pad_value,
+  )
+  return SearchData({'images': images, 'labels': jnp.asarray(labels)}, batch_fn)
+
+
+# ---------------------------------------------------------------------------------------------
+# Epoch order.
 
 
 def epoch_permutations(seed: int, epoch: int, num_examples: int) -> tuple[jax.Array, jax.Array]:

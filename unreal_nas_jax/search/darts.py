@@ -122,13 +122,13 @@ def second_order_exact_grad(state: SearchState, train_batch, val_batch, eta, *, 
   return grad, val_loss, val_logits
 
 
-def _take_batch(batch_fn, data, perm, position, batch_size, split, mesh):
+def _take_batch(batch_fn, data, perm, position, batch_size, split, key, mesh):
   indices = jax.lax.dynamic_slice_in_dim(perm, position * batch_size, batch_size)
   if mesh is not None:
     # Shard the example indices so every device generates and processes only its slice.
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
     indices = jax.lax.with_sharding_constraint(indices, sharding)
-  return batch_fn(data, indices, split)
+  return batch_fn(data, indices, split, key)
 
 
 def train_step(
@@ -173,7 +173,15 @@ def train_step(
     (new state, updated metrics).
   """
   position = state.step % steps_per_epoch
-  take = functools.partial(_take_batch, batch_fn, data, position=position, batch_size=batch_size)
+  # Augmentation randomness (real data) is a function of the step: a resumed run repeats it.
+  take = functools.partial(
+    _take_batch,
+    batch_fn,
+    data,
+    position=position,
+    batch_size=batch_size,
+    key=jax.random.fold_in(state.rng, state.step),
+  )
   train_batch = take(train_perm, split='train', mesh=mesh)
   alphas, arch_opt_state, batch_stats = state.alphas, state.arch_opt_state, state.batch_stats
   val_loss = None

@@ -5,13 +5,52 @@ from __future__ import annotations
 import ml_collections
 
 from unreal_nas_jax.config_utils import PROGRESS_MODES, require, require_choice, require_range
-from unreal_nas_jax.data.search_data import SEARCH_DATASETS
+from unreal_nas_jax.data.search_data import FRACTAL_COLOR_MODES, SEARCH_DATASETS
+from unreal_nas_jax.data.tfds_cifar import CIFAR_CLASSES, CIFAR_TRAIN_SIZE
 from unreal_nas_jax.models.supernet import reduction_indices
 from unreal_nas_jax.ops.depthwise import DEPTHWISE_IMPLS
 from unreal_nas_jax.search.arch import ALPHA_INITS
 from unreal_nas_jax.search.darts import HYPERGRADIENTS
 
 SEARCH_METHODS = ('darts',)
+
+
+def _validate_data_source(config: ml_collections.ConfigDict) -> None:
+  d = config.data
+  if d.name == 'rlgd':
+    require_range(config, 'data.fractal_categories', 1, integer=True)
+    require_range(config, 'data.fractal_fill_threshold', 0, 1)
+    require_range(config, 'data.fractal_fill_points', 2, integer=True)
+    require_range(config, 'data.fractal_variation_weight', 0, 0.5, high_open=True)
+    require_choice(config, 'data.fractal_color_mode', FRACTAL_COLOR_MODES)
+    require_range(config, 'data.fractal_num_points', 0, integer=True)
+    require_range(config, 'data.render_batch_size', 1, integer=True)
+    allowed_channels = (3,) if d.fractal_color_mode == 'color' else (1, 3)
+    require(
+      d.channels in allowed_channels,
+      'data.channels',
+      d.channels,
+      f'{" or ".join(map(str, allowed_channels))} for fractal_color_mode={d.fractal_color_mode!r}',
+    )
+  if d.name in ('rlrd', *CIFAR_CLASSES):
+    require(d.channels == 3, 'data.channels', d.channels, f'3 for {d.name} (RGB images)')
+    require_range(config, 'data.crop_padding', 0, integer=True)
+    require_choice(config, 'data.download', (False, True))
+    # rlrd flips the same images for the architecture; the real baseline needs a second half.
+    halves = 1 if d.name == 'rlrd' else 2
+    require(
+      halves * d.num_examples <= CIFAR_TRAIN_SIZE,
+      'data.num_examples',
+      d.num_examples,
+      f'at most {CIFAR_TRAIN_SIZE // halves} for {d.name} ({halves} x num_examples training images)',
+    )
+  if d.name in CIFAR_CLASSES:
+    require(
+      d.num_classes == CIFAR_CLASSES[d.name],
+      'data.num_classes',
+      d.num_classes,
+      f'{CIFAR_CLASSES[d.name]} for {d.name} (its true labels)',
+    )
 
 
 def validate_search_config(config: ml_collections.ConfigDict) -> None:
@@ -25,6 +64,7 @@ def validate_search_config(config: ml_collections.ConfigDict) -> None:
   require_range(config, 'data.channels', 1, integer=True)
   require_range(config, 'data.noise_std', 0, low_open=True)
   require_range(config, 'data.noise_mean')
+  _validate_data_source(config)
 
   require_range(config, 'model.channels', 2, integer=True)
   require(

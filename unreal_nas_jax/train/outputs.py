@@ -33,7 +33,7 @@ def prepare_workdir(workdir: str) -> None:
     raise ConfigError(f'workdir {workdir!r} is not writable: {e.strerror or e}') from None
 
 
-def check_or_write_config(workdir: str, config: dict[str, Any], has_checkpoint: bool) -> None:
+def check_config(workdir: str, config: dict[str, Any], has_checkpoint: bool) -> None:
   """Refuses a workdir whose saved run differs in more than run length or logging.
 
   A workdir with a config.json (or a checkpoint) belongs to one search; resuming it with another
@@ -60,8 +60,11 @@ def check_or_write_config(workdir: str, config: dict[str, Any], has_checkpoint: 
     raise ConfigError(
       f'workdir {workdir!r} has checkpoints but no config.json; use a new --workdir'
     )
+
+
+def write_config(workdir: str, config: dict[str, Any]) -> None:
   if is_writer():
-    write_json_atomic(path, config, indent=2)
+    write_json_atomic(os.path.join(workdir, 'config.json'), config, indent=2)
 
 
 def _get(tree: dict[str, Any], dotted: str) -> Any:

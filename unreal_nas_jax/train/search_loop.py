@@ -44,6 +44,7 @@ class SearchSetup:
   model: SearchNetwork
   data: Any
   batch_fn: Any
+  artifacts: dict[str, Any]
   weight_tx: Any
   arch_tx: Any
   steps_per_epoch: int
@@ -58,8 +59,17 @@ class SearchSetup:
     return 'warmup' if epoch < self.config.search.warmup_epochs else 'search'
 
 
-def build_search(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | None = None):
-  """Validates `config` and builds the model, data, optimizers and mesh of a search."""
+def build_search(
+  config: ml_collections.ConfigDict,
+  mesh: jax.sharding.Mesh | None = None,
+  *,
+  workdir: str | None = None,
+):
+  """Validates `config` and builds the model, data, optimizers and mesh of a search.
+
+  `workdir` (optional) lets the data reuse what an earlier start of the run kept there (the
+  fractal systems of rlgd); nothing is written.
+  """
   validate_search_config(config)
   mesh = mesh if mesh is not None else parallel.make_mesh(config.parallel.num_devices)
   parallel.check_batch_divides(config.search.batch_size, mesh)
@@ -74,7 +84,7 @@ def build_search(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | No
     depthwise_impl=m.depthwise_impl,
     scan_edges=m.scan_edges,
   )
-  data, batch_fn = search_data.make_search_data(config.data, config.data_seed)
+  data = search_data.make_search_data(config.data, config.data_seed, workdir=workdir)
   weight_tx = optim.make_weight_tx(
     weight_decay=o.weight_decay, momentum=o.momentum, grad_clip=o.grad_clip
   )
@@ -85,8 +95,9 @@ def build_search(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | No
     config=config,
     mesh=mesh,
     model=model,
-    data=parallel.replicate(data, mesh),
-    batch_fn=batch_fn,
+    data=parallel.replicate(data.arrays, mesh),
+    batch_fn=data.batch_fn,
+    artifacts=data.artifacts,
     weight_tx=weight_tx,
     arch_tx=arch_tx,
     steps_per_epoch=config.data.num_examples // config.search.batch_size,
@@ -233,7 +244,11 @@ def run_search(
     CheckpointMismatchError: a checkpoint that does not fit the state this config builds.
     NonFiniteLossError: a NaN/Inf loss (the last good checkpoint is kept).
   """
-  setup = build_search(config, mesh)
+  # Everything that can refuse the run is checked before the data is built (rlgd renders for
+  # minutes on a CPU) and before anything is written.
+  validate_search_config(config)
+  mesh = mesh if mesh is not None else parallel.make_mesh(config.parallel.num_devices)
+  parallel.check_batch_divides(config.search.batch_size, mesh)
   outputs.prepare_workdir(workdir)
   manager = checkpointing.make_manager(
     os.path.join(workdir, 'checkpoints'),
@@ -241,7 +256,13 @@ def run_search(
     keep_period=config.checkpoint.keep_period,
   )
   latest = manager.latest_step()
-  outputs.check_or_write_config(workdir, to_dict(config), has_checkpoint=latest is not None)
+  outputs.check_config(workdir, to_dict(config), has_checkpoint=latest is not None)
+  setup = build_search(config, mesh, workdir=workdir)
+  outputs.write_config(workdir, to_dict(config))
+  for name, content in setup.artifacts.items():
+    path = os.path.join(workdir, name)
+    if outputs.is_writer() and not os.path.exists(path):
+      outputs.write_json_atomic(path, content, indent=1)
 
   metrics_log = outputs.MetricsLog(workdir)
   if latest is None:
