@@ -2,6 +2,7 @@
 
   unreal-nas search --config=configs/search.py:rlrn[,quick] --workdir=DIR [--config.a.b=value ...]
   unreal-nas bench [--config=configs/search.py:rlrn,quick] [--steps=N] [--cases=...]
+  unreal-nas data preview --config=configs/search.py:<preset> --out=FILE.png
 
 Flags are parsed with absl and ml_collections (`lock_config`: an unknown `--config.x` is an
 error). Every user error ends in one line on stderr, `unreal-nas <command>: error: ...`, and exit
@@ -24,6 +25,7 @@ USAGE = """usage: unreal-nas <command> [flags]
 commands:
   search   run (or resume) an architecture search: --config=configs/search.py:<preset> --workdir=DIR
   bench    time the search step (first and second order) and print one JSON line per case
+  data     `data preview --config=... --out=FILE.png`: a grid of a search dataset's examples
 
 `unreal-nas <command> --help` lists the flags of a command."""
 
@@ -152,6 +154,37 @@ def bench_command(argv: Sequence[str]) -> int:
   return 0
 
 
+def data_command(argv: Sequence[str]) -> int:
+  actions = ('preview',)
+  if len(argv) < 2 or argv[1] not in actions:
+    given = repr(argv[1]) if len(argv) >= 2 else 'nothing'
+    raise UsageError(f'unreal-nas data needs an action, got {given}; allowed: {", ".join(actions)}')
+  fv = flags.FlagValues()
+  _define_common(fv, config_required=True, default_config=None, compile_cache='')
+  flags.DEFINE_string(
+    'out', None, 'Image file to write (.png, .svg, .pdf or .jpg).', flag_values=fv
+  )
+  flags.mark_flag_as_required('out', flag_values=fv)
+  flags.DEFINE_integer('rows', 4, 'Rows of the grid.', flag_values=fv)
+  flags.DEFINE_integer('cols', 8, 'Columns of the grid.', flag_values=fv)
+  flags.DEFINE_enum(
+    'split',
+    'train',
+    ['train', 'val'],
+    'Which half: weights (train) or architecture (val).',
+    flag_values=fv,
+  )
+  _parse(fv, [f'{argv[0]} preview', *argv[2:]])
+  config = _load_config(fv)
+  from unreal_nas_jax.data import preview  # noqa: PLC0415
+
+  path = preview.write_preview(
+    config, os.path.expanduser(fv.out), rows=fv.rows, cols=fv.cols, split=fv.split
+  )
+  print(f'wrote {path}')
+  return 0
+
+
 def _load_config(fv: flags.FlagValues):
   config = fv.config
   if config is None:
@@ -162,6 +195,7 @@ def _load_config(fv: flags.FlagValues):
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
   'search': search_command,
   'bench': bench_command,
+  'data': data_command,
 }
 
 
