@@ -1,8 +1,13 @@
 """`unreal-nas bench`: times the jitted search step after compilation, one JSON record per case.
 
-Each record: case, order, hypergradient, batch, images/s (training images per second of search
+Step records: case, order, hypergradient, batch, images/s (training images per second of search
 step), median and min step ms, compile s, peak memory, device kind and count, and the sizes.
 Compile time is reported beside step time because the supernet's compile is a real cost.
+
+Data records (case 'data', one per dataset): the one-off cost of building the dataset (for rlgd:
+the category search and the rendering, in images/s) and the per-step data cost, the time the
+jitted batch function takes to produce one train and one val batch, which the search step
+includes. Datasets read through tfds are skipped, with the reason, when they are not prepared.
 """
 
 from __future__ import annotations
@@ -16,11 +21,14 @@ from typing import Any
 import jax
 import ml_collections
 
-from unreal_nas_jax.config_utils import load_config
+from unreal_nas_jax.config_utils import ConfigError, load_config
+from unreal_nas_jax.data import search_data, tfds_cifar
 from unreal_nas_jax.search import darts
 from unreal_nas_jax.train import search_loop
 
-BUILTIN_CASES = ('paper', 'small')
+BUILTIN_CASES = ('paper', 'small', 'data')
+CONFIG_CASES = ('steps', 'data')  # with a config: its search steps, its dataset
+DATA_CASE_DATASETS = ('rlrn', 'rlgd', 'rlrd', 'cifar10')
 
 
 def builtin_config(case: str) -> ml_collections.ConfigDict:
@@ -83,18 +91,87 @@ def time_search_step(config: ml_collections.ConfigDict, steps: int) -> dict[str,
   }
 
 
+def _timed(fn, *args):
+  t0 = time.perf_counter()
+  out = jax.block_until_ready(fn(*args))
+  return out, time.perf_counter() - t0
+
+
+def time_data(config: ml_collections.ConfigDict, steps: int) -> dict[str, Any]:
+  """The build cost and the per-step batch cost of `config`'s dataset (one record)."""
+  d = config.data
+  record: dict[str, Any] = {
+    'dataset': d.name,
+    'num_examples': d.num_examples,
+    'image_size': d.image_size,
+    'batch': config.search.batch_size,
+  }
+  try:
+    if d.name == 'rlgd':
+      (categories, _), search_s = _timed(search_data.fractal_categories, d, config.data_seed, None)
+      _, render_s = _timed(search_data.render_fractals, d, config.data_seed, categories)
+      record['fractal_categories'] = d.fractal_categories
+      record['category_search_s'] = round(search_s, 2)
+      record['render_s'] = round(render_s, 2)  # first call: includes compiling the renderer
+      _, render_s = _timed(search_data.render_fractals, d, config.data_seed, categories)
+      record['render_images_per_s'] = round(d.num_examples / render_s, 1)
+    data, build_s = _timed(search_data.make_search_data, d, config.data_seed)
+  except tfds_cifar.DatasetNotPreparedError as e:
+    return {**record, 'skipped': str(e)}
+  record['build_s'] = round(build_s, 2)
+
+  def both_batches(arrays, indices, step):
+    key = jax.random.fold_in(jax.random.PRNGKey(0), step)
+    return data.batch_fn(arrays, indices, 'train', key), data.batch_fn(arrays, indices, 'val', key)
+
+  batches = jax.jit(both_batches)
+  perm, _ = search_data.epoch_permutations(0, 0, d.num_examples)
+  batch = config.search.batch_size
+  jax.block_until_ready(batches(data.arrays, perm[:batch], 0))
+  times = [
+    _timed(batches, data.arrays, perm[i * batch : (i + 1) * batch], i)[1]
+    for i in range(1, max(steps, 3) + 1)
+  ]
+  record['step_data_ms'] = round(1000 * statistics.median(times), 3)
+  device = jax.devices()[0]
+  record['device_kind'], record['platform'] = device.device_kind, device.platform
+  return record
+
+
 def run_bench(
   config: ml_collections.ConfigDict | None,
   *,
-  cases: Sequence[str] = BUILTIN_CASES,
+  cases: Sequence[str] | None = None,
   orders: Sequence[int] = (1, 2),
   steps: int = 5,
 ) -> Iterator[dict[str, Any]]:
-  """Yields one record per (case, order): the given config, or the built-in sizes."""
-  named = [('config', config)] if config is not None else [(c, builtin_config(c)) for c in cases]
+  """Yields the records of `cases`.
+
+  Without a config the cases are built-in: 'paper' and 'small' (search steps of those sizes) and
+  'data' (every dataset at the paper's size). With a config: 'steps' (its search steps) and
+  'data' (its dataset). `cases=None` runs all of them.
+  """
   for order in orders:
     if order not in (1, 2):
-      raise ValueError(f'bench order {order!r} is not allowed; allowed: 1, 2')
+      raise ConfigError(f'bench order {order!r} is not allowed; allowed: 1, 2')
+  allowed = CONFIG_CASES if config is not None else BUILTIN_CASES
+  cases = allowed if cases is None else tuple(cases)
+  for case in cases:
+    if case not in allowed:
+      with_config = 'with' if config is not None else 'without'
+      raise ConfigError(
+        f'bench case {case!r} is not allowed {with_config} --config; allowed: {", ".join(allowed)}'
+      )
+  if 'data' in cases:
+    if config is not None:
+      yield {'case': 'data', **time_data(config, steps)}
+    else:
+      for dataset in DATA_CASE_DATASETS:
+        yield {'case': 'data', **time_data(load_config(f'configs/search.py:{dataset}'), steps)}
+  if config is not None:
+    named = [('config', config)] if 'steps' in cases else []
+  else:
+    named = [(c, builtin_config(c)) for c in cases if c != 'data']
   for name, base in named:
     for order in orders:
       cfg = ml_collections.ConfigDict(base.to_dict())

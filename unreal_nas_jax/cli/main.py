@@ -139,8 +139,10 @@ def bench_command(argv: Sequence[str]) -> int:
   flags.DEFINE_list('orders', ['1', '2'], 'Architecture-gradient orders to time.', flag_values=fv)
   flags.DEFINE_list(
     'cases',
-    ['paper', 'small'],
-    'Without --config: which built-in sizes to time (paper, small).',
+    ['paper', 'small', 'data'],
+    'What to time. Without --config: paper, small (search steps of those sizes), data (build '
+    'and per-step cost of every dataset; rlrd/cifar10 need prepared tfds data). With --config: '
+    "steps, data (that config's). Default: all of them.",
     flag_values=fv,
   )
   _parse(fv, argv)
@@ -149,7 +151,8 @@ def bench_command(argv: Sequence[str]) -> int:
 
   config = _load_config(fv) if fv['config'].present or fv.config is not None else None
   orders = [int(o) for o in fv.orders]
-  for record in bench.run_bench(config, cases=fv.cases, orders=orders, steps=fv.steps):
+  cases = fv.cases if fv['cases'].present else None
+  for record in bench.run_bench(config, cases=cases, orders=orders, steps=fv.steps):
     print(json.dumps(record), flush=True)
   return 0
 
