@@ -140,6 +140,11 @@ def test_rlrd_is_the_first_images_normalised_with_random_labels():
   expected = (raw[:64].astype(np.float32) / 255.0 - mean) / std
   np.testing.assert_allclose(built.arrays['images'], expected, atol=1e-6)
   np.testing.assert_array_equal(built.arrays['labels'], search_data.random_labels(0, 64, 1000))
+  # The data seed fixes the random labels; the images are CIFAR's whatever the seed.
+  with _indexed_cifar(200):
+    other = search_data.make_search_data(config, seed=1)
+  np.testing.assert_array_equal(other.arrays['images'], built.arrays['images'])
+  assert (np.asarray(other.arrays['labels']) != np.asarray(built.arrays['labels'])).mean() > 0.9
   train_images, train_labels = _batch(built, [3, 63], 'train')
   val_images, val_labels = _batch(built, [3, 63], 'val')
   np.testing.assert_array_equal(val_labels, train_labels)

@@ -131,16 +131,21 @@ def stored_batch(
   *,
   val_offset: int,
   flip_val: bool,
-  crop_padding: int,
-  pad_value: tuple[float, ...] | None,
+  augment_both: bool,
+  crop_padding: int = 0,
+  pad_value: tuple[float, ...] | None = None,
 ):
-  """Gathers a batch; val examples sit `val_offset` further; augments when `crop_padding` > 0."""
+  """Gathers a batch; val examples sit `val_offset` further on.
+
+  Unreal data flips the val examples (`flip_val`); the real baseline augments both halves with
+  random crops (`crop_padding` pixels) and flips (`augment_both`).
+  """
   if split == 'val':
     indices = indices + val_offset
   images, labels = data['images'][indices], data['labels'][indices]
   if split == 'val' and flip_val:
     images = flip_horizontal(images)
-  if crop_padding:
+  if augment_both:
     stream = 0 if split == 'train' else 1
     images = augment.random_crop_flip(
       jax.random.fold_in(key, stream), images, indices, padding=crop_padding, pad_value=pad_value
@@ -157,9 +162,7 @@ def random_labels(seed: int, num_examples: int, num_classes: int) -> jax.Array:
 
 
 def _unreal_stored(images: jax.Array, labels: jax.Array, artifacts=None) -> SearchData:
-  batch_fn = functools.partial(
-    stored_batch, val_offset=0, flip_val=True, crop_padding=0, pad_value=None
-  )
+  batch_fn = functools.partial(stored_batch, val_offset=0, flip_val=True, augment_both=False)
   return SearchData({'images': images, 'labels': labels}, batch_fn, artifacts or {})
 
 
@@ -257,6 +260,7 @@ def _real_cifar(config, seed, workdir):
     stored_batch,
     val_offset=config.num_examples,
     flip_val=False,
+    augment_both=True,
     crop_padding=config.crop_padding,
     pad_value=pad_value,
   )
