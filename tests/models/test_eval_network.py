@@ -1,0 +1,125 @@
+"""Evaluation networks: published parameter counts, every published op, drop path, auxiliary head."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from unreal_nas_jax.models import eval_network as en
+from unreal_nas_jax.space import genotypes
+
+RNGS = {'params': jax.random.PRNGKey(0), 'drop_path': jax.random.PRNGKey(1)}
+
+
+def _shapes(model, image_shape):
+  images = jnp.zeros((2, *image_shape), jnp.float32)
+  return jax.eval_shape(lambda: model.init(RNGS, images, 0.2, train=True))
+
+
+def test_darts_v2_parameter_counts_match_the_reference():
+  darts_v2 = genotypes.get_genotype('DARTS_V2')
+  cifar = en.NetworkCIFAR(darts_v2, num_classes=10, channels=36, layers=20)
+  assert en.count_params(_shapes(cifar, (32, 32, 3))['params']) == 3_349_342
+  imagenet = en.NetworkImageNet(darts_v2, num_classes=1000, channels=48, layers=14)
+  assert en.count_params(_shapes(imagenet, (224, 224, 3))['params']) == 4_718_752
+
+
+def test_auxiliary_head_is_excluded_from_the_count_but_present():
+  darts_v2 = genotypes.get_genotype('DARTS_V2')
+  params = _shapes(en.NetworkCIFAR(darts_v2, 10, 36, 20), (32, 32, 3))['params']
+  aux = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params[en.AUXILIARY]))
+  # 1x1 conv C_aux -> 128, BN 128, 2x2 conv 128 -> 768, BN 768, dense 768 -> 10.
+  c_aux = 4 * 4 * 36
+  assert aux == c_aux * 128 + 2 * 128 + 4 * 128 * 768 + 2 * 768 + 768 * 10 + 10
+  total = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
+  assert en.count_params(params) == total - aux
+  # No auxiliary head at all when it is switched off.
+  no_aux = _shapes(en.NetworkCIFAR(darts_v2, 10, 36, 20, auxiliary=False), (32, 32, 3))['params']
+  assert en.AUXILIARY not in no_aux and en.count_params(no_aux) == 3_349_342
+
+
+def test_darts_v2_cifar_madds_is_the_published_528m():
+  darts_v2 = genotypes.get_genotype('DARTS_V2')
+  madds = en.count_madds(en.NetworkCIFAR(darts_v2, 10, 36, 20), (32, 32, 3))
+  assert madds == pytest.approx(528e6, rel=0.002)
+
+
+@pytest.mark.parametrize('name', ['NASNet', 'AmoebaNet', 'DARTS_V1', 'PC_DARTS_image'])
+def test_every_published_cell_runs_with_its_ops(name):
+  model = en.NetworkCIFAR(genotypes.get_genotype(name), num_classes=7, channels=8, layers=5)
+  images = jax.random.normal(jax.random.PRNGKey(2), (4, 32, 32, 3))
+  variables = model.init(RNGS, images, 0.1, train=True)
+  (logits, aux), _ = model.apply(
+    variables,
+    images,
+    0.1,
+    train=True,
+    rngs={'drop_path': RNGS['drop_path']},
+    mutable=['batch_stats'],
+  )
+  assert logits.shape == (4, 7) and aux.shape == (4, 7)
+  assert np.isfinite(logits).all() and np.isfinite(aux).all()
+
+
+def test_too_small_images_for_the_auxiliary_head_are_a_clear_error():
+  model = en.NetworkCIFAR(genotypes.get_genotype('DARTS_V2'), num_classes=3, channels=4, layers=3)
+  with pytest.raises(
+    ValueError, match='auxiliary head needs a feature map of at least 5x5, got 4x4'
+  ):
+    model.init(RNGS, jnp.zeros((2, 16, 16, 3)), 0.0, train=True)
+
+
+def test_auxiliary_logits_only_in_training():
+  model = en.NetworkImageNet(
+    genotypes.get_genotype('DARTS_V2'), num_classes=5, channels=8, layers=5
+  )
+  images = jax.random.normal(jax.random.PRNGKey(3), (2, 224, 224, 3))
+  variables = model.init(RNGS, images, 0.0, train=True)
+  (logits, aux), _ = model.apply(
+    variables,
+    images,
+    0.0,
+    train=True,
+    rngs={'drop_path': RNGS['drop_path']},
+    mutable=['batch_stats'],
+  )
+  assert aux.shape == (2, 5)
+  eval_logits = model.apply(variables, images, train=False)
+  assert eval_logits.shape == (2, 5) and not isinstance(eval_logits, tuple)
+
+
+def test_drop_path_keeps_the_expectation_and_drops_whole_examples():
+  x = jnp.ones((20_000, 2, 2, 3))
+  y = np.asarray(en.drop_path(x, jnp.float32(0.3), jax.random.PRNGKey(0)))
+  per_example = y.reshape(20_000, -1)
+  # Every example is either dropped whole or kept whole and scaled by 1/keep.
+  assert set(np.unique(per_example)) <= {0.0, np.float32(1 / 0.7)}
+  assert (per_example.min(axis=1) == per_example.max(axis=1)).all()
+  assert abs((per_example[:, 0] == 0).mean() - 0.3) < 0.015
+  assert abs(per_example.mean() - 1.0) < 0.02
+  # Probability 0 leaves the values as they are, bit for bit.
+  z = jax.random.normal(jax.random.PRNGKey(1), (8, 4, 4, 3))
+  np.testing.assert_array_equal(en.drop_path(z, jnp.float32(0.0), jax.random.PRNGKey(2)), z)
+
+
+def _cell_output(genes, drop_prob, key=1):
+  genotype = genotypes.Genotype(genes, (2, 3, 4, 5), genes, (2, 3, 4, 5))
+  cell = en.EvalCell(genotype, features=4, reduction=False, reduction_prev=False)
+  s = jax.random.normal(jax.random.PRNGKey(0), (6, 8, 8, 4))
+  variables = cell.init(RNGS, s, s, 0.0, True)
+  out, _ = cell.apply(
+    variables, s, s, drop_prob, True, rngs={'drop_path': jax.random.PRNGKey(key)}, mutable=True
+  )
+  return np.asarray(out)
+
+
+def test_drop_path_never_touches_identity_ops():
+  skips = tuple(('skip_connect', i % 2) for i in range(8))
+  np.testing.assert_array_equal(_cell_output(skips, 0.6), _cell_output(skips, 0.0))
+  convs = tuple(('sep_conv_3x3', i % 2) for i in range(8))
+  dropped = _cell_output(convs, 0.6)
+  assert not np.allclose(dropped, _cell_output(convs, 0.0))
+  # Node 2 = op0(s0) + op1(s1): where both paths of an example drop, that node is exactly zero.
+  node2 = dropped[..., :4].reshape(6, -1)
+  zeroed = np.abs(node2).max(axis=1) == 0
+  assert zeroed.any() and not zeroed.all(), zeroed
