@@ -3,6 +3,7 @@
   unreal-nas search --config=configs/search.py:rlrn[,quick] --workdir=DIR [--config.a.b=value ...]
   unreal-nas bench [--config=configs/search.py:rlrn,quick] [--steps=N] [--cases=...]
   unreal-nas data preview --config=configs/search.py:<preset> --out=FILE.png
+  unreal-nas genotype NAME|GENOTYPE.json|SEARCH_WORKDIR [--json] [--plot=FILE.svg]
 
 Flags are parsed with absl and ml_collections (`lock_config`: an unknown `--config.x` is an
 error). Every user error ends in one line on stderr, `unreal-nas <command>: error: ...`, and exit
@@ -26,6 +27,8 @@ commands:
   search   run (or resume) an architecture search: --config=configs/search.py:<preset> --workdir=DIR
   bench    time the search step (first and second order) and print one JSON line per case
   data     `data preview --config=... --out=FILE.png`: a grid of a search dataset's examples
+  genotype show a cell (published name, genotype.json or search workdir): both cells, the
+           parameters and mult-adds of its CIFAR-10/100 and ImageNet networks, a diagram
 
 `unreal-nas <command> --help` lists the flags of a command."""
 
@@ -93,13 +96,14 @@ class HelpRequested(Exception):
   """--help was given: the command's flags have been printed."""
 
 
-def _parse(fv: flags.FlagValues, argv: Sequence[str]) -> None:
+def _parse(fv: flags.FlagValues, argv: Sequence[str]) -> list[str]:
+  """Parses the flags of `argv`; returns the positional arguments (argv[0] first)."""
   if any(a in ('-h', '--help', '--helpshort', '--helpfull') for a in argv[1:]):
     print(f'usage: {argv[0]} [flags]\n')
     print(fv.get_help())
     raise HelpRequested
   try:
-    fv(list(argv))
+    return fv(list(argv))
   except flags.Error as e:
     raise UsageError(_one_line(str(e))) from None
   except (ValueError, KeyError, AttributeError, TypeError, FileNotFoundError) as e:
@@ -188,6 +192,44 @@ def data_command(argv: Sequence[str]) -> int:
   return 0
 
 
+def genotype_command(argv: Sequence[str]) -> int:
+  fv = flags.FlagValues()
+  flags.DEFINE_bool('json', False, 'Print one JSON line instead of text.', flag_values=fv)
+  flags.DEFINE_string(
+    'plot', None, 'Also draw both cells into this file (.svg, .png or .pdf).', flag_values=fv
+  )
+  positional = _parse(fv, argv)
+  if len(positional) != 2:
+    names = 'a published name (e.g. DARTS_V2), a genotype.json or a search workdir'
+    raise UsageError(f'unreal-nas genotype takes one cell, got {len(positional) - 1}: {names}')
+  spec = positional[1]
+  from unreal_nas_jax.models import eval_network  # noqa: PLC0415 (keep --help fast)
+  from unreal_nas_jax.space import cell_plot, genotypes  # noqa: PLC0415
+  from unreal_nas_jax.train.genotype_source import resolve_genotype  # noqa: PLC0415
+
+  genotype, source = resolve_genotype(spec)
+  if fv.plot:
+    try:
+      cell_plot.plot_genotype(genotype, os.path.expanduser(fv.plot), os.path.basename(spec))
+    except ValueError as e:
+      raise UsageError(str(e)) from None
+  costs = eval_network.network_costs(genotype)
+  if fv.json:
+    print(json.dumps({'genotype': genotypes.genotype_to_json(genotype), 'source': source, **costs}))
+    return 0
+  print(f'{spec} ({source})')
+  print(genotypes.format_genotype(genotype))
+  print(f'{"network":<10}{"params":>12}{"mult-adds":>14}')
+  for dataset in costs['params']:
+    params, madds = costs['params'][dataset], costs['madds'][dataset]
+    print(f'{dataset:<10}{params:>12,}{madds / 1e6:>13.1f}M')
+  print('(reference sizes: CIFAR C=36, 20 cells; ImageNet C=48, 14 cells, 224x224; auxiliary head '
+        'excluded)')  # fmt: skip
+  if fv.plot:
+    print(f'cells drawn to {fv.plot}')
+  return 0
+
+
 def _load_config(fv: flags.FlagValues):
   config = fv.config
   if config is None:
@@ -199,6 +241,7 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
   'search': search_command,
   'bench': bench_command,
   'data': data_command,
+  'genotype': genotype_command,
 }
 
 

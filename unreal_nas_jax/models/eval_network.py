@@ -247,3 +247,30 @@ def count_madds(model: _EvalNetwork, image_shape: tuple[int, int, int]) -> int:
   total = 0
   jax.eval_shape(forward)
   return total
+
+
+# The reference's retraining sizes (spec section 6): (network, C, cells, classes, image shape).
+STANDARD_NETWORKS = {
+  'cifar10': (NetworkCIFAR, 36, 20, 10, (32, 32, 3)),
+  'cifar100': (NetworkCIFAR, 36, 20, 100, (32, 32, 3)),
+  'imagenet': (NetworkImageNet, 48, 14, 1000, (224, 224, 3)),
+}
+
+
+def standard_network(dataset: str, genotype: Genotype, **kwargs) -> _EvalNetwork:
+  """The evaluation network of `dataset` ('cifar10', 'cifar100', 'imagenet') at the paper's size."""
+  network, channels, layers, classes, _ = STANDARD_NETWORKS[dataset]
+  return network(genotype, num_classes=classes, channels=channels, layers=layers, **kwargs)
+
+
+def network_costs(genotype: Genotype) -> dict[str, dict[str, int]]:
+  """{'params': {dataset: N}, 'madds': {dataset: N}} of the three standard networks."""
+  params, madds = {}, {}
+  rngs = {'params': jax.random.PRNGKey(0), 'drop_path': jax.random.PRNGKey(0)}
+  for dataset, (*_, image_shape) in STANDARD_NETWORKS.items():
+    model = standard_network(dataset, genotype)
+    images = jnp.zeros((2, *image_shape), jnp.float32)
+    shapes = jax.eval_shape(lambda m=model, x=images: m.init(rngs, x, 0.0, train=True))
+    params[dataset] = count_params(shapes['params'])
+    madds[dataset] = count_madds(model, image_shape)
+  return {'params': params, 'madds': madds}
