@@ -26,6 +26,9 @@ RESUMABLE_CHANGES = (
   'data.tfds_data_dir',
   'data.download',
   'data.render_batch_size',
+  'data.manual_dir',
+  'train.epochs',
+  'train.eval_every_epochs',
 )
 
 

@@ -4,6 +4,8 @@
   unreal-nas bench [--config=configs/search.py:rlrn,quick] [--steps=N] [--cases=...]
   unreal-nas data preview --config=configs/search.py:<preset> --out=FILE.png
   unreal-nas genotype NAME|GENOTYPE.json|SEARCH_WORKDIR [--json] [--plot=FILE.svg]
+  unreal-nas train --config=configs/train.py:cifar10[,quick,fake_data] --config.genotype=... --workdir=DIR
+  unreal-nas eval --workdir=DIR
 
 Flags are parsed with absl and ml_collections (`lock_config`: an unknown `--config.x` is an
 error). Every user error ends in one line on stderr, `unreal-nas <command>: error: ...`, and exit
@@ -27,6 +29,8 @@ commands:
   search   run (or resume) an architecture search: --config=configs/search.py:<preset> --workdir=DIR
   bench    time the search step (first and second order) and print one JSON line per case
   data     `data preview --config=... --out=FILE.png`: a grid of a search dataset's examples
+  train    retrain a cell (--config.genotype=NAME|FILE|SEARCH_WORKDIR) on CIFAR-10/100 or ImageNet
+  eval     evaluate a training workdir's latest checkpoint on the test split (one JSON line)
   genotype show a cell (published name, genotype.json or search workdir): both cells, the
            parameters and mult-adds of its CIFAR-10/100 and ImageNet networks, a diagram
 
@@ -192,6 +196,39 @@ def data_command(argv: Sequence[str]) -> int:
   return 0
 
 
+def train_command(argv: Sequence[str]) -> int:
+  fv = flags.FlagValues()
+  _define_common(fv, config_required=True, default_config=None, compile_cache=DEFAULT_COMPILE_CACHE)
+  flags.DEFINE_string(
+    'workdir', None, 'Directory for checkpoints, metrics and genotype.json.', flag_values=fv,
+    required=True,
+  )  # fmt: skip
+  _parse(fv, argv)
+  config = _load_config(fv)
+  _enable_compile_cache(fv.compile_cache)
+  from unreal_nas_jax import parallel  # noqa: PLC0415
+  from unreal_nas_jax.train.retrain import run_train  # noqa: PLC0415
+
+  parallel.maybe_initialize_distributed()
+  summary = run_train(config, os.path.expanduser(fv.workdir))
+  print(f'training finished after {summary["epochs"]} epochs: {json.dumps(summary["record"])}')
+  return 0
+
+
+def eval_command(argv: Sequence[str]) -> int:
+  fv = flags.FlagValues()
+  flags.DEFINE_string('workdir', None, 'A training workdir.', flag_values=fv, required=True)
+  flags.DEFINE_string(
+    'compile_cache', DEFAULT_COMPILE_CACHE, 'Persistent XLA cache directory.', flag_values=fv
+  )
+  _parse(fv, argv)
+  _enable_compile_cache(fv.compile_cache)
+  from unreal_nas_jax.train.retrain import run_eval  # noqa: PLC0415
+
+  print(json.dumps(run_eval(os.path.expanduser(fv.workdir))), flush=True)
+  return 0
+
+
 def genotype_command(argv: Sequence[str]) -> int:
   fv = flags.FlagValues()
   flags.DEFINE_bool('json', False, 'Print one JSON line instead of text.', flag_values=fv)
@@ -242,6 +279,8 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
   'bench': bench_command,
   'data': data_command,
   'genotype': genotype_command,
+  'train': train_command,
+  'eval': eval_command,
 }
 
 

@@ -1,0 +1,131 @@
+"""Retraining: fake data and tfds mocks end to end, resume, eval, genotype checks."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from tests.conftest import tiny_search_config
+from unreal_nas_jax.config_utils import ConfigError, load_config
+from unreal_nas_jax.data import train_pipeline
+from unreal_nas_jax.space import genotypes
+from unreal_nas_jax.train import retrain, search_loop
+
+
+def tiny_train_config(preset='cifar10', genotype='DARTS_V2', **overrides):
+  config = load_config(f'configs/train.py:{preset},quick')
+  config.genotype = genotype
+  config.model.channels = 4
+  config.model.layers = 3
+  config.train.batch_size = 8
+  config.train.epochs = 2
+  config.data.num_train_examples = 32
+  config.data.num_eval_examples = 12
+  config.data.fake_data = True
+  config.log.progress = 'none'
+  for dotted, value in overrides.items():
+    node = config
+    *parents, leaf = dotted.split('__')
+    for part in parents:
+      node = node[part]
+    node[leaf] = value
+  return config
+
+
+def _leaves(state):
+  return [np.asarray(x) for x in jax.tree.leaves(jax.device_get(state.params))]
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp('train')
+  summary = retrain.run_train(tiny_train_config(), str(workdir))
+  return workdir, summary
+
+
+def test_outputs_and_metrics(trained):
+  workdir, summary = trained
+  lines = [json.loads(x) for x in (workdir / 'metrics.jsonl').read_text().splitlines()]
+  assert [r['epoch'] for r in lines] == [1, 2]
+  for key in ('lr', 'drop_path', 'train_loss', 'train_acc', 'eval_top1', 'eval_top5', 'eval_loss'):
+    assert np.isfinite(lines[-1][key]), key
+  assert lines[0]['drop_path'] == 0.0 and lines[1]['drop_path'] == pytest.approx(0.1)
+  assert lines[1]['lr'] == pytest.approx(0.0125)  # cosine over 2 epochs, epoch 1
+  assert lines[-1]['eval_examples'] == 12  # 2 batches of 8, the last padded and masked
+  saved = genotypes.load_genotype(workdir / 'genotype.json')
+  assert saved == genotypes.get_genotype('DARTS_V2')
+  assert summary['record'] == lines[-1]
+
+
+def test_eval_restores_the_latest_checkpoint(trained):
+  workdir, _ = trained
+  result = retrain.run_eval(str(workdir))
+  last = json.loads((workdir / 'metrics.jsonl').read_text().splitlines()[-1])
+  assert result['epoch'] == 2 and result['examples'] == 12
+  assert result['top1'] == last['eval_top1'] and result['top5'] == last['eval_top5']
+  assert result['loss'] == pytest.approx(last['eval_loss'], rel=1e-6)
+
+
+def test_resume_equals_uninterrupted(trained, tmp_path):
+  _, whole = trained
+  retrain.run_train(tiny_train_config(train__epochs=1), str(tmp_path))
+  resumed = retrain.run_train(tiny_train_config(), str(tmp_path))
+  for a, b in zip(_leaves(whole['state']), _leaves(resumed['state']), strict=True):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_a_different_genotype_in_the_workdir_is_refused(trained, tmp_path):
+  workdir = tmp_path / 'run'
+  retrain.run_train(tiny_train_config(train__epochs=1), str(workdir))
+  genotypes.save_genotype(workdir / 'genotype.json', genotypes.get_genotype('DARTS_V1'))
+  before = (workdir / 'metrics.jsonl').read_text()
+  with pytest.raises(ConfigError, match='trains another genotype'):
+    retrain.run_train(tiny_train_config(), str(workdir))
+  assert (workdir / 'metrics.jsonl').read_text() == before
+
+
+def test_eval_of_a_workdir_without_checkpoint(tmp_path):
+  with pytest.raises(ConfigError, match='no training run'):
+    retrain.run_eval(str(tmp_path))
+
+
+def test_training_a_cell_from_a_search_workdir(tmp_path):
+  search = tmp_path / 'search'
+  summary = search_loop.run_search(tiny_search_config(), str(search))
+  config = tiny_train_config(genotype=str(search), train__epochs=1)
+  retrain.run_train(config, str(tmp_path / 'train'))
+  trained = json.loads((tmp_path / 'train' / 'genotype.json').read_text())
+  assert trained == summary['genotype']
+
+
+@pytest.mark.parametrize('preset', ['cifar10', 'cifar100', 'imagenet'])
+def test_two_steps_on_mocked_tfds(preset, tmp_path):
+  config = tiny_train_config(
+    preset, data__fake_data=False, train__epochs=1, data__num_train_examples=16,
+    data__num_eval_examples=8,
+  )  # fmt: skip
+  if preset == 'imagenet':
+    config.train.batch_size = 8
+  # Mocked ImageNet images come in random sizes; the pipeline crops and resizes them.
+  with tfds.testing.mock_data(num_examples=16):
+    summary = retrain.run_train(config, str(tmp_path))
+  record = summary['record']
+  assert record['step'] == 2 and np.isfinite(record['train_loss'])
+  assert record['eval_examples'] == 8 and 0 <= record['eval_top1'] <= 1
+
+
+def test_cifar_augmentation_is_deterministic_per_epoch_with_cutout():
+  spec = train_pipeline.PipelineSpec('cifar10', 32, 4, seed=0, num_train_examples=8)
+  with tfds.testing.mock_data(num_examples=8):
+    a = list(train_pipeline.host_batches(spec, 'train', 0))
+    b = list(train_pipeline.host_batches(spec, 'train', 0))
+    c = list(train_pipeline.host_batches(spec, 'train', 1))
+  assert len(a) == 2 and a[0]['image'].shape == (4, 32, 32, 3)
+  np.testing.assert_array_equal(a[0]['image'], b[0]['image'])
+  assert not np.allclose(a[0]['image'], c[0]['image'])
+  # Cutout: every image has a zeroed square of at most 16x16 (at least 8x8 inside the image).
+  for image in a[0]['image']:
+    zero = np.all(image == 0, axis=-1)
+    assert 64 <= zero.sum() <= 256 + 32, zero.sum()

@@ -1,0 +1,392 @@
+"""Retraining a found cell on CIFAR-10/100 or ImageNet, and evaluating it (spec section 6).
+
+Pure jitted steps (`train_step`, `eval_step`) over a `TrainState`; the loop feeds them global
+batches from `unreal_nas_jax.data.train_pipeline`, keeps the epoch's metrics on device, and writes
+an Orbax checkpoint and a metrics.jsonl line every epoch. Rerunning the same command resumes
+after the latest checkpoint; the workdir keeps the genotype it trains (`genotype.json`) and
+refuses a run whose genotype differs.
+
+Loss = CE(logits) + auxiliary_weight * CE(auxiliary logits), both with the configured label
+smoothing; SGD momentum 0.9 with coupled weight decay after clipping the global norm to 5 (the
+reference's torch update order); the learning rate is constant within an epoch (cosine or
+exponential per epoch) and drop path rises linearly, p = drop_path * epoch / epochs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from unreal_nas_jax import checkpointing, parallel
+from unreal_nas_jax.config_utils import ConfigError, require, require_choice, require_range, to_dict
+from unreal_nas_jax.data import train_pipeline
+from unreal_nas_jax.models import eval_network
+from unreal_nas_jax.ops.depthwise import DEPTHWISE_IMPLS
+from unreal_nas_jax.search import optim
+from unreal_nas_jax.space import genotypes
+from unreal_nas_jax.train import outputs
+from unreal_nas_jax.train.genotype_source import resolve_genotype
+
+LR_SCHEDULES = ('cosine', 'exponential')
+COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  rng: jax.Array
+
+
+def validate_train_config(config: ml_collections.ConfigDict) -> None:
+  require_range(config, 'seed', 0, integer=True)
+  require(bool(config.genotype), 'genotype', config.genotype, 'a published name, a genotype.json '
+          'or a search workdir (--config.genotype=DARTS_V2)')  # fmt: skip
+  require_choice(config, 'data.name', tuple(train_pipeline.TFDS_NAMES))
+  require_range(config, 'data.image_size', 8, integer=True)
+  require_range(config, 'data.num_train_examples', 0, integer=True)
+  require_range(config, 'data.num_eval_examples', 0, integer=True)
+  require_range(config, 'data.cutout', 0, integer=True)
+  require_range(config, 'data.crop_padding', 0, integer=True)
+  require_choice(config, 'data.fake_data', (False, True))
+  require_range(config, 'model.channels', 2, integer=True)
+  require(config.model.channels % 2 == 0, 'model.channels', config.model.channels, 'an even number')
+  require_range(config, 'model.layers', 3, integer=True)
+  require_choice(config, 'model.auxiliary', (False, True))
+  require_range(config, 'model.auxiliary_weight', 0)
+  require_range(config, 'model.drop_path', 0, 1, high_open=True)
+  require_choice(config, 'model.depthwise_impl', ('auto', *DEPTHWISE_IMPLS))
+  require_choice(config, 'model.compute_dtype', tuple(COMPUTE_DTYPES))
+  require_range(config, 'train.epochs', 1, integer=True)
+  require_range(config, 'train.batch_size', 1, integer=True)
+  require_range(config, 'train.eval_every_epochs', 0, integer=True)
+  require_range(config, 'train.label_smoothing', 0, 1, high_open=True)
+  require_range(config, 'optim.lr', 0)
+  require_choice(config, 'optim.lr_schedule', LR_SCHEDULES)
+  require_range(config, 'optim.lr_decay', 0, 1)
+  require_range(config, 'optim.lr_min', 0, config.optim.lr)
+  require_range(config, 'optim.momentum', 0, 1, high_open=True)
+  require_range(config, 'optim.weight_decay', 0)
+  require_range(config, 'optim.grad_clip', 0)
+  require_range(config, 'checkpoint.max_to_keep', 0, integer=True)
+  require_range(config, 'checkpoint.keep_period', 0, integer=True)
+  require_range(config, 'log.every_steps', 1, integer=True)
+  require_range(config, 'log.sync_every_steps', 0, integer=True)
+  require_range(config, 'parallel.num_devices', 0, integer=True)
+
+
+@dataclasses.dataclass
+class TrainSetup:
+  config: ml_collections.ConfigDict
+  mesh: Any
+  genotype: genotypes.Genotype
+  genotype_source: str
+  model: eval_network._EvalNetwork
+  tx: optax.GradientTransformation
+  spec: train_pipeline.PipelineSpec
+
+  def lr(self, epoch: int) -> float:
+    o = self.config.optim
+    if o.lr_schedule == 'exponential':
+      return o.lr * o.lr_decay**epoch
+    return optim.cosine_lr(epoch, self.config.train.epochs, o.lr, o.lr_min)
+
+  def drop_prob(self, epoch: int) -> float:
+    return self.config.model.drop_path * epoch / self.config.train.epochs
+
+
+def build_train(config: ml_collections.ConfigDict, mesh=None) -> TrainSetup:
+  validate_train_config(config)
+  mesh = mesh if mesh is not None else parallel.make_mesh(config.parallel.num_devices)
+  parallel.check_batch_divides(config.train.batch_size, mesh, 'config.train.batch_size')
+  genotype, source = resolve_genotype(config.genotype)
+  d, m = config.data, config.model
+  network = eval_network.NetworkImageNet if d.name == 'imagenet' else eval_network.NetworkCIFAR
+  model = network(
+    genotype,
+    num_classes=train_pipeline.NUM_CLASSES[d.name],
+    channels=m.channels,
+    layers=m.layers,
+    auxiliary=m.auxiliary,
+    depthwise_impl=m.depthwise_impl,
+  )
+  tx = optim.make_weight_tx(
+    weight_decay=config.optim.weight_decay,
+    momentum=config.optim.momentum,
+    grad_clip=config.optim.grad_clip,
+  )
+  spec = train_pipeline.PipelineSpec(
+    dataset=d.name,
+    image_size=d.image_size,
+    batch_size=config.train.batch_size,
+    seed=config.seed,
+    tfds_data_dir=d.tfds_data_dir,
+    manual_dir=d.manual_dir,
+    download=d.download,
+    fake_data=d.fake_data,
+    num_train_examples=d.num_train_examples,
+    num_eval_examples=d.num_eval_examples,
+    cutout=d.cutout,
+    crop_padding=d.crop_padding,
+  )
+  return TrainSetup(config, mesh, genotype, source, model, tx, spec)
+
+
+def init_state(setup: TrainSetup) -> TrainState:
+  config = setup.config
+
+  def init():
+    k_params, k_drop, k_rng = jax.random.split(jax.random.PRNGKey(config.seed), 3)
+    size = config.data.image_size
+    images = jnp.zeros((2, size, size, 3), jnp.float32)
+    variables = setup.model.init({'params': k_params, 'drop_path': k_drop}, images, 0.0, train=True)
+    return TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=variables['params'],
+      batch_stats=variables['batch_stats'],
+      opt_state=setup.tx.init(variables['params']),
+      rng=k_rng,
+    )
+
+  return jax.jit(init, out_shardings=parallel.replicated(setup.mesh))()
+
+
+def cross_entropy(logits, labels, num_classes: int, smoothing: float) -> jax.Array:
+  targets = (
+    optax.smooth_labels(jax.nn.one_hot(labels, num_classes), smoothing)
+    if smoothing
+    else (jax.nn.one_hot(labels, num_classes))
+  )
+  return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
+
+
+def train_step(state: TrainState, sums, batch, lr, drop_prob, *, model, tx, cfg):
+  """One SGD step on a global batch; adds loss, correct and count to the epoch sums."""
+  dtype = COMPUTE_DTYPES[cfg['compute_dtype']]
+  images = batch['image'].astype(dtype)
+  labels = batch['label']
+  key = jax.random.fold_in(state.rng, state.step)
+
+  def loss_fn(params):
+    (logits, aux), updates = model.apply(
+      {'params': params, 'batch_stats': state.batch_stats},
+      images,
+      drop_prob,
+      train=True,
+      rngs={'drop_path': key},
+      mutable=['batch_stats'],
+    )
+    loss = cross_entropy(logits, labels, cfg['num_classes'], cfg['smoothing']).mean()
+    if aux is not None:
+      aux_loss = cross_entropy(aux, labels, cfg['num_classes'], cfg['smoothing']).mean()
+      loss = loss + cfg['aux_weight'] * aux_loss
+    return loss, (logits, updates['batch_stats'])
+
+  (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = jax.tree.map(lambda w, u: w - lr * u, state.params, updates)
+  n = labels.shape[0]
+  sums = {
+    'loss': sums['loss'] + loss * n,
+    'correct': sums['correct'] + jnp.sum(jnp.argmax(logits, -1) == labels),
+    'count': sums['count'] + n,
+    'finite': sums['finite'] & jnp.isfinite(loss),
+  }
+  new_state = state.replace(
+    step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state
+  )
+  return new_state, sums
+
+
+def eval_step(state: TrainState, sums, batch, *, model, num_classes):
+  """Masked loss, top-1 and top-5 sums of one eval batch (running BN statistics)."""
+  logits = model.apply(
+    {'params': state.params, 'batch_stats': state.batch_stats}, batch['image'], train=False
+  ).astype(jnp.float32)
+  mask, labels = batch['mask'], batch['label']
+  loss = cross_entropy(logits, labels, num_classes, 0.0)
+  top5 = jnp.any(jax.lax.top_k(logits, min(5, num_classes))[1] == labels[:, None], axis=-1)
+  return {
+    'loss': sums['loss'] + jnp.sum(loss * mask),
+    'top1': sums['top1'] + jnp.sum((jnp.argmax(logits, -1) == labels) * mask),
+    'top5': sums['top5'] + jnp.sum(top5 * mask),
+    'count': sums['count'] + jnp.sum(mask),
+  }
+
+
+def _zeros(*names, finite=False):
+  sums = {name: jnp.zeros((), jnp.float32) for name in names}
+  if finite:
+    sums['finite'] = jnp.ones((), bool)
+  return sums
+
+
+def make_steps(setup: TrainSetup):
+  config = setup.config
+  cfg = {
+    'compute_dtype': config.model.compute_dtype,
+    'num_classes': setup.spec.num_classes,
+    'smoothing': config.train.label_smoothing,
+    'aux_weight': config.model.auxiliary_weight,
+  }
+  replicated = parallel.replicated(setup.mesh)
+  train = jax.jit(
+    lambda s, m, b, lr, p: train_step(s, m, b, lr, p, model=setup.model, tx=setup.tx, cfg=cfg),
+    out_shardings=(replicated, replicated),
+    donate_argnums=(0, 1),
+  )
+  evaluate = jax.jit(
+    lambda s, m, b: eval_step(s, m, b, model=setup.model, num_classes=setup.spec.num_classes),
+    out_shardings=replicated,
+    donate_argnums=(1,),
+  )
+  return train, evaluate
+
+
+def evaluate(setup: TrainSetup, state: TrainState, eval_fn=None) -> dict[str, float]:
+  """Top-1, top-5 (fractions) and mean loss over the eval split."""
+  eval_fn = eval_fn or make_steps(setup)[1]
+  sums = parallel.replicate(_zeros('loss', 'top1', 'top5', 'count'), setup.mesh)
+  split = train_pipeline.EVAL_SPLITS[setup.spec.dataset]
+  batches = train_pipeline.host_batches(setup.spec, split, 0)
+  for batch in train_pipeline.global_batches(batches, setup.mesh):
+    sums = eval_fn(state, sums, batch)
+  sums = jax.device_get(sums)
+  count = float(sums['count'])
+  return {
+    'top1': float(sums['top1']) / count,
+    'top5': float(sums['top5']) / count,
+    'loss': float(sums['loss']) / count,
+    'examples': int(count),
+  }
+
+
+def _check_genotype(workdir: str, genotype: genotypes.Genotype) -> None:
+  path = os.path.join(workdir, 'genotype.json')
+  if os.path.exists(path):
+    saved = genotypes.load_genotype(path)
+    if saved != genotype:
+      raise ConfigError(
+        f'workdir {workdir!r} trains another genotype ({path}); the one given now differs: '
+        'use a new --workdir'
+      )
+
+
+def run_train(config: ml_collections.ConfigDict, workdir: str, *, mesh=None) -> dict[str, Any]:
+  """Trains (or resumes) in `workdir`; returns the last epoch's record and the state."""
+  setup = build_train(config, mesh)
+  outputs.prepare_workdir(workdir)
+  manager = checkpointing.make_manager(
+    os.path.join(workdir, 'checkpoints'),
+    max_to_keep=config.checkpoint.max_to_keep,
+    keep_period=config.checkpoint.keep_period,
+  )
+  latest = manager.latest_step()
+  outputs.check_config(workdir, to_dict(config), has_checkpoint=latest is not None)
+  _check_genotype(workdir, setup.genotype)
+  train_pipeline.check_prepared(setup.spec)  # missing data fails before anything is written
+  outputs.write_config(workdir, to_dict(config))
+  if outputs.is_writer():
+    genotypes.save_genotype(os.path.join(workdir, 'genotype.json'), setup.genotype)
+
+  state = init_state(setup)
+  start_epoch = 0
+  if latest is not None:
+    abstract = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state
+    )
+    state, record = checkpointing.restore(manager, latest, abstract)
+    start_epoch = int(record['epoch'])
+    print(f'resuming {workdir} after epoch {start_epoch}', flush=True)
+  print(f'training {setup.genotype_source} on {setup.spec.dataset}', flush=True)
+  metrics_log = outputs.MetricsLog(workdir)
+  metrics_log.truncate(start_epoch + 1)
+
+  train_fn, eval_fn = make_steps(setup)
+  epochs = config.train.epochs
+  steps = train_pipeline.steps_per_epoch(setup.spec, 'train')
+  progress = outputs.Progress(config.log.progress, config.log.every_steps, epochs)
+  record: dict[str, Any] = {}
+  for epoch in range(start_epoch, epochs):
+    lr = jnp.asarray(setup.lr(epoch), jnp.float32)
+    drop_prob = jnp.asarray(setup.drop_prob(epoch), jnp.float32)
+    sums = parallel.replicate(_zeros('loss', 'correct', 'count', finite=True), setup.mesh)
+    progress.start_epoch(epoch, 'train', steps)
+    t0 = time.perf_counter()
+    batches = train_pipeline.host_batches(setup.spec, 'train', epoch)
+    for i, batch in enumerate(train_pipeline.global_batches(batches, setup.mesh), start=1):
+      state, sums = train_fn(state, sums, batch, lr, drop_prob)
+      if (config.log.sync_every_steps and i % config.log.sync_every_steps == 0) or (
+        progress.will_print(i)
+      ):
+        jax.block_until_ready(sums['count'])
+      progress.update(i)
+    sums = jax.device_get(sums)
+    wall_s = time.perf_counter() - t0
+    if not bool(sums['finite']):
+      raise RuntimeError(
+        f'loss became NaN or Inf in epoch {epoch + 1}; stopped without saving it; the last good '
+        f'checkpoint is epoch {epoch}'
+      )
+    count = float(sums['count'])
+    record = {
+      'epoch': epoch + 1,
+      'step': int(jax.device_get(state.step)),
+      'lr': float(lr),
+      'drop_path': float(drop_prob),
+      'train_loss': float(sums['loss']) / count,
+      'train_acc': float(sums['correct']) / count,
+      'wall_s': round(wall_s, 3),
+      'images_per_s': round(count / wall_s, 2) if wall_s > 0 else None,
+    }
+    every = config.train.eval_every_epochs
+    if every and ((epoch + 1) % every == 0 or epoch + 1 == epochs):
+      result = evaluate(setup, state, eval_fn)
+      record.update({f'eval_{k}': v for k, v in result.items()})
+    metrics_log.append(record)
+    checkpointing.save(manager, epoch + 1, state, {'epoch': epoch + 1})
+    summary = ' '.join(
+      f'{k}={v:.4f}' if isinstance(v, float) else f'{k}={v}'
+      for k, v in record.items()
+      if k in ('lr', 'train_loss', 'train_acc', 'eval_top1', 'eval_top5', 'wall_s')
+    )
+    progress.end_epoch(f'epoch {epoch + 1}/{epochs} {summary}')
+  return {'workdir': workdir, 'record': record, 'state': state, 'epochs': epochs}
+
+
+def run_eval(workdir: str, *, mesh=None) -> dict[str, Any]:
+  """Restores the latest checkpoint of a training workdir and evaluates it on the eval split."""
+  config_path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(config_path):
+    raise ConfigError(f'{workdir!r} holds no training run (no config.json)')
+  with open(config_path) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  genotype_path = os.path.join(workdir, 'genotype.json')
+  if os.path.exists(genotype_path):
+    config.genotype = genotype_path  # the cell the checkpoint was trained with
+  setup = build_train(config, mesh)
+  manager = checkpointing.make_manager(os.path.join(workdir, 'checkpoints'))
+  latest = manager.latest_step()
+  if latest is None:
+    raise ConfigError(f'{workdir!r} holds no training checkpoint; run unreal-nas train first')
+  state = init_state(setup)
+  abstract = jax.tree.map(
+    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state
+  )
+  state, record = checkpointing.restore(manager, latest, abstract)
+  result = evaluate(setup, state)
+  if not all(math.isfinite(v) for v in (result['loss'], result['top1'])):
+    raise RuntimeError(f'evaluation of {workdir} gave a non-finite loss')
+  return {**result, 'epoch': int(record['epoch']), 'dataset': setup.spec.dataset}
