@@ -37,3 +37,11 @@ def test_bad_cases_and_orders(config, cases, orders, message):
   config = tiny_search_config() if config == 'tiny' else None
   with pytest.raises(ConfigError, match=message):
     list(bench.run_bench(config, cases=cases, orders=orders))
+
+
+def test_train_config_times_its_retraining_step():
+  from tests.train.test_retrain import tiny_train_config  # noqa: PLC0415
+
+  (record,) = bench.run_bench(tiny_train_config(), steps=1)
+  assert record['case'] == 'config' and record['network'] == 'cifar10'
+  assert record['images_per_s'] > 0 and record['batch'] == 8 and record['layers'] == 3

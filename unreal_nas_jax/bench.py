@@ -26,17 +26,27 @@ from unreal_nas_jax.data import search_data, tfds_cifar
 from unreal_nas_jax.search import darts
 from unreal_nas_jax.train import search_loop
 
-BUILTIN_CASES = ('paper', 'small', 'data')
+BUILTIN_CASES = ('paper', 'small', 'data', 'train_cifar', 'train_imagenet')
 CONFIG_CASES = ('steps', 'data')  # with a config: its search steps, its dataset
 DATA_CASE_DATASETS = ('rlrn', 'rlgd', 'rlrd', 'cifar10')
 
 
 def builtin_config(case: str) -> ml_collections.ConfigDict:
-  """'paper': C=16, 8 cells, batch 64, 32x32, 5000 classes; 'small': the quick preset."""
+  """'paper': C=16, 8 cells, batch 64, 32x32, 5000 classes; 'small': the quick preset;
+  'train_cifar': DARTS_V2 in the CIFAR-10 network (C=36, 20 cells, batch 96); 'train_imagenet':
+  DARTS_V2 in the ImageNet network (C=48, 14 cells, 224x224, batch 128 as in DARTS)."""
   if case == 'paper':
     return load_config('configs/search.py:rlrn')
   if case == 'small':
     return load_config('configs/search.py:rlrn,quick')
+  if case in ('train_cifar', 'train_imagenet'):
+    config = load_config(
+      f'configs/train.py:{"cifar10" if case == "train_cifar" else "imagenet"},fake_data'
+    )
+    config.genotype = 'DARTS_V2'
+    if case == 'train_imagenet':
+      config.train.batch_size = 128
+    return config
   raise ValueError(f'unknown bench case {case!r}; allowed: {", ".join(BUILTIN_CASES)}')
 
 
@@ -87,6 +97,57 @@ def time_search_step(config: ml_collections.ConfigDict, steps: int) -> dict[str,
     'image_size': config.data.image_size,
     'num_classes': config.data.num_classes,
     'depthwise_impl': config.model.depthwise_impl,
+    'timed_steps': steps,
+  }
+
+
+def time_train_step(config: ml_collections.ConfigDict, steps: int) -> dict[str, Any]:
+  """Compiles the retraining step of a train config and times it on one fake batch."""
+  from unreal_nas_jax.data import train_pipeline  # noqa: PLC0415
+  from unreal_nas_jax.train import retrain  # noqa: PLC0415
+
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.data.fake_data = True  # the step's cost, not the input pipeline's
+  setup = retrain.build_train(config)
+  state = retrain.init_state(setup)
+  train_fn, _ = retrain.make_steps(setup)
+  batch = next(train_pipeline.global_batches(
+    train_pipeline.host_batches(setup.spec, 'train', 0), setup.mesh
+  ))  # fmt: skip
+  lr, drop = jax.numpy.float32(0.01), jax.numpy.float32(0.1)
+
+  def sums():
+    return retrain._zeros('loss', 'correct', 'count', finite=True)
+
+  t0 = time.perf_counter()
+  compiled = train_fn.lower(state, sums(), batch, lr, drop).compile()
+  compile_s = time.perf_counter() - t0
+  state, _ = compiled(state, sums(), batch, lr, drop)
+  jax.block_until_ready(state)
+  times = []
+  for _ in range(steps):
+    t0 = time.perf_counter()
+    state, _ = compiled(state, sums(), batch, lr, drop)
+    jax.block_until_ready(state)
+    times.append(time.perf_counter() - t0)
+  median = statistics.median(times)
+  device = jax.devices()[0]
+  return {
+    'network': config.data.name,
+    'genotype': config.genotype,
+    'batch': config.train.batch_size,
+    'images_per_s': round(config.train.batch_size / median, 2),
+    'median_step_ms': round(1000 * median, 2),
+    'min_step_ms': round(1000 * min(times), 2),
+    'compile_s': round(compile_s, 2),
+    **_peak_memory(),
+    'device_kind': device.device_kind,
+    'platform': device.platform,
+    'device_count': setup.mesh.devices.size,
+    'channels': config.model.channels,
+    'layers': config.model.layers,
+    'image_size': config.data.image_size,
+    'compute_dtype': config.model.compute_dtype,
     'timed_steps': steps,
   }
 
@@ -162,6 +223,10 @@ def run_bench(
       raise ConfigError(
         f'bench case {case!r} is not allowed {with_config} --config; allowed: {", ".join(allowed)}'
       )
+  if config is not None and 'train' in config:
+    # A retraining config (configs/train.py): its step is the only case.
+    yield {'case': 'config', **time_train_step(config, steps)}
+    return
   if 'data' in cases:
     if config is not None:
       yield {'case': 'data', **time_data(config, steps)}
@@ -171,9 +236,13 @@ def run_bench(
   if config is not None:
     named = [('config', config)] if 'steps' in cases else []
   else:
-    named = [(c, builtin_config(c)) for c in cases if c != 'data']
+    named = [(c, builtin_config(c)) for c in cases if c in ('paper', 'small')]
   for name, base in named:
     for order in orders:
       cfg = ml_collections.ConfigDict(base.to_dict())
       cfg.search.order = order
       yield {'case': name, **time_search_step(cfg, steps)}
+  if config is None:
+    for case in cases:
+      if case.startswith('train_'):
+        yield {'case': case, **time_train_step(builtin_config(case), steps)}

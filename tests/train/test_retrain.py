@@ -129,3 +129,46 @@ def test_cifar_augmentation_is_deterministic_per_epoch_with_cutout():
   for image in a[0]['image']:
     zero = np.all(image == 0, axis=-1)
     assert 64 <= zero.sum() <= 256 + 32, zero.sum()
+
+
+def test_bfloat16_compute_keeps_float32_state(tmp_path):
+  config = tiny_train_config(model__compute_dtype='bfloat16', train__epochs=1)
+  summary = retrain.run_train(config, str(tmp_path))
+  assert np.isfinite(summary['record']['train_loss']) and np.isfinite(
+    summary['record']['eval_loss']
+  )
+  state = jax.device_get(summary['state'])
+  dtypes = {x.dtype for x in jax.tree.leaves((state.params, state.batch_stats, state.opt_state))}
+  assert dtypes == {np.dtype('float32')}
+
+
+def test_imagenet_without_data_says_how_to_provide_it(tmp_path):
+  config = tiny_train_config('imagenet', data__fake_data=False, data__tfds_data_dir=str(tmp_path))
+  with pytest.raises(ConfigError, match='imagenet2012 is not prepared') as err:
+    retrain.run_train(config, str(tmp_path / 'run'))
+  assert '--config.data.manual_dir=DIR' in str(err.value) and 'ILSVRC2012_img_train.tar' in str(
+    err.value
+  )
+  assert not (tmp_path / 'run' / 'config.json').exists()
+
+
+def test_cli_train_then_eval_prints_one_json_line(tmp_path):
+  from tests.helpers import run_cli  # noqa: PLC0415
+
+  workdir = tmp_path / 'run'
+  flags = (
+    '--config=configs/train.py:cifar10,quick,fake_data', '--config.genotype=DARTS_V2',
+    '--config.model.channels=4', '--config.model.layers=3', '--config.train.batch_size=8',
+    '--config.train.epochs=1', '--config.data.num_train_examples=16',
+    '--config.data.num_eval_examples=8', '--config.log.progress=lines', f'--workdir={workdir}',
+  )  # fmt: skip
+  done = run_cli('train', *flags)
+  assert done.returncode == 0, done.stderr
+  assert 'training finished after 1 epochs' in done.stdout
+  evaluated = run_cli('eval', f'--workdir={workdir}')
+  assert evaluated.returncode == 0, evaluated.stderr
+  result = json.loads(evaluated.stdout.strip().splitlines()[-1])
+  assert set(result) >= {'top1', 'top5', 'loss'} and 0 <= result['top1'] <= result['top5'] <= 1
+  unknown = run_cli('train', *flags[:1], '--config.genotype=NOPE', f'--workdir={tmp_path / "x"}')
+  assert unknown.returncode == 2
+  assert "unknown genotype 'NOPE'; known: NASNet" in unknown.stderr.strip().splitlines()[-1]

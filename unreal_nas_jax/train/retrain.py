@@ -180,8 +180,9 @@ def train_step(state: TrainState, sums, batch, lr, drop_prob, *, model, tx, cfg)
   key = jax.random.fold_in(state.rng, state.step)
 
   def loss_fn(params):
+    # Mixed precision: float32 master weights, the forward and backward in `dtype`.
     (logits, aux), updates = model.apply(
-      {'params': params, 'batch_stats': state.batch_stats},
+      {'params': _cast(params, dtype), 'batch_stats': state.batch_stats},
       images,
       drop_prob,
       train=True,
@@ -195,6 +196,7 @@ def train_step(state: TrainState, sums, batch, lr, drop_prob, *, model, tx, cfg)
     return loss, (logits, updates['batch_stats'])
 
   (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  batch_stats = _cast(batch_stats, jnp.float32)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = jax.tree.map(lambda w, u: w - lr * u, state.params, updates)
   n = labels.shape[0]
@@ -210,10 +212,18 @@ def train_step(state: TrainState, sums, batch, lr, drop_prob, *, model, tx, cfg)
   return new_state, sums
 
 
-def eval_step(state: TrainState, sums, batch, *, model, num_classes):
+def _cast(tree, dtype):
+  return jax.tree.map(
+    lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree
+  )
+
+
+def eval_step(state: TrainState, sums, batch, *, model, num_classes, dtype=jnp.float32):
   """Masked loss, top-1 and top-5 sums of one eval batch (running BN statistics)."""
   logits = model.apply(
-    {'params': state.params, 'batch_stats': state.batch_stats}, batch['image'], train=False
+    {'params': _cast(state.params, dtype), 'batch_stats': state.batch_stats},
+    batch['image'].astype(dtype),
+    train=False,
   ).astype(jnp.float32)
   mask, labels = batch['mask'], batch['label']
   loss = cross_entropy(logits, labels, num_classes, 0.0)
@@ -248,7 +258,14 @@ def make_steps(setup: TrainSetup):
     donate_argnums=(0, 1),
   )
   evaluate = jax.jit(
-    lambda s, m, b: eval_step(s, m, b, model=setup.model, num_classes=setup.spec.num_classes),
+    lambda s, m, b: eval_step(
+      s,
+      m,
+      b,
+      model=setup.model,
+      num_classes=setup.spec.num_classes,
+      dtype=COMPUTE_DTYPES[config.model.compute_dtype],
+    ),
     out_shardings=replicated,
     donate_argnums=(1,),
   )
