@@ -34,6 +34,11 @@ def tiny_search_config(**overrides):
   config.search.warmup_epochs = 1
   config.search.epochs = 2
   config.log.progress = 'none'
+  return apply_overrides(config, overrides)
+
+
+def apply_overrides(config, overrides):
+  """Sets `a__b=value` keyword overrides (config.a.b = value) on a ConfigDict; returns it."""
   for dotted, value in overrides.items():
     node = config
     *parents, leaf = dotted.split('__')

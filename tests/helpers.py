@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 
@@ -46,3 +47,23 @@ def run_cli(*args, timeout=600, **env):
     timeout=timeout,
     check=False,
   )
+
+
+def run_until_killed(*args, marker):
+  """Runs the CLI and SIGKILLs it as soon as it prints a line containing `marker`."""
+  proc = subprocess.Popen(
+    cli_command(*args),
+    cwd=REPO,
+    env=cli_env(),
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+  )
+  seen = []
+  for line in proc.stdout:
+    seen.append(line)
+    if marker in line:
+      proc.send_signal(signal.SIGKILL)
+      break
+  proc.wait(timeout=600)
+  assert proc.returncode == -signal.SIGKILL, ''.join(seen)

@@ -58,46 +58,59 @@ def _peak_memory() -> dict[str, Any]:
   return {'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
-def time_search_step(config: ml_collections.ConfigDict, steps: int) -> dict[str, Any]:
-  """Compiles the search-phase step of `config` and times `steps` executions of it."""
-  setup = search_loop.build_search(config)
-  state = search_loop.init_state(setup)
-  step_fn = search_loop.make_step_fn(setup, 'search')
-  train_perm, val_perm, lr = search_loop.epoch_inputs(setup, 0)
-  sums = darts.init_metrics()
-  args = (state, sums, setup.data, train_perm, val_perm, lr)
-
+def _time_step(step_fn, state, sums, inputs, *, steps: int, batch: int, mesh) -> dict[str, Any]:
+  """Compiles `step_fn(state, sums, *inputs) -> (state, sums)` and times `steps` runs of it."""
   t0 = time.perf_counter()
-  compiled = step_fn.lower(*args).compile()
+  compiled = step_fn.lower(state, sums, *inputs).compile()
   compile_s = time.perf_counter() - t0
-  state, sums = compiled(*args)
+  state, sums = compiled(state, sums, *inputs)
   jax.block_until_ready(state)
   times = []
   for _ in range(steps):
     t0 = time.perf_counter()
-    state, sums = compiled(state, sums, setup.data, train_perm, val_perm, lr)
+    state, sums = compiled(state, sums, *inputs)
     jax.block_until_ready(state)
     times.append(time.perf_counter() - t0)
   median = statistics.median(times)
   device = jax.devices()[0]
   return {
-    'order': config.search.order,
-    'hypergradient': config.search.hypergradient if config.search.order == 2 else None,
-    'batch': config.search.batch_size,
-    'images_per_s': round(config.search.batch_size / median, 2),
+    'batch': batch,
+    'images_per_s': round(batch / median, 2),
     'median_step_ms': round(1000 * median, 2),
     'min_step_ms': round(1000 * min(times), 2),
     'compile_s': round(compile_s, 2),
     **_peak_memory(),
     'device_kind': device.device_kind,
     'platform': device.platform,
-    'device_count': setup.mesh.devices.size,
+    'device_count': mesh.devices.size,
+    'timed_steps': steps,
+  }
+
+
+def time_search_step(config: ml_collections.ConfigDict, steps: int) -> dict[str, Any]:
+  """Compiles the search-phase step of `config` and times `steps` executions of it."""
+  setup = search_loop.build_search(config)
+  state = search_loop.init_state(setup)
+  step_fn = search_loop.make_step_fn(setup, 'search')
+  inputs = (setup.data, *search_loop.epoch_inputs(setup, 0))
+  timing = _time_step(
+    step_fn,
+    state,
+    darts.init_metrics(),
+    inputs,
+    steps=steps,
+    batch=config.search.batch_size,
+    mesh=setup.mesh,
+  )
+  return {
+    'order': config.search.order,
+    'hypergradient': config.search.hypergradient if config.search.order == 2 else None,
+    **timing,
     'channels': config.model.channels,
     'layers': config.model.layers,
     'image_size': config.data.image_size,
     'num_classes': config.data.num_classes,
     'depthwise_impl': config.model.depthwise_impl,
-    'timed_steps': steps,
   }
 
 
@@ -109,46 +122,26 @@ def time_train_step(config: ml_collections.ConfigDict, steps: int) -> dict[str, 
   config = ml_collections.ConfigDict(config.to_dict())
   config.data.fake_data = True  # the step's cost, not the input pipeline's
   setup = retrain.build_train(config)
-  state = retrain.init_state(setup)
   train_fn, _ = retrain.make_steps(setup)
-  batch = next(train_pipeline.global_batches(
-    train_pipeline.host_batches(setup.spec, 'train', 0), setup.mesh
-  ))  # fmt: skip
-  lr, drop = jax.numpy.float32(0.01), jax.numpy.float32(0.1)
-
-  def sums():
-    return retrain._zeros('loss', 'correct', 'count', finite=True)
-
-  t0 = time.perf_counter()
-  compiled = train_fn.lower(state, sums(), batch, lr, drop).compile()
-  compile_s = time.perf_counter() - t0
-  state, _ = compiled(state, sums(), batch, lr, drop)
-  jax.block_until_ready(state)
-  times = []
-  for _ in range(steps):
-    t0 = time.perf_counter()
-    state, _ = compiled(state, sums(), batch, lr, drop)
-    jax.block_until_ready(state)
-    times.append(time.perf_counter() - t0)
-  median = statistics.median(times)
-  device = jax.devices()[0]
+  batches = train_pipeline.host_batches(setup.spec, 'train', 0)
+  batch = next(train_pipeline.global_batches(batches, setup.mesh))
+  timing = _time_step(
+    train_fn,
+    retrain.init_state(setup),
+    retrain.epoch_sums(),
+    (batch, jax.numpy.float32(0.01), jax.numpy.float32(0.1)),
+    steps=steps,
+    batch=config.train.batch_size,
+    mesh=setup.mesh,
+  )
   return {
     'network': config.data.name,
     'genotype': config.genotype,
-    'batch': config.train.batch_size,
-    'images_per_s': round(config.train.batch_size / median, 2),
-    'median_step_ms': round(1000 * median, 2),
-    'min_step_ms': round(1000 * min(times), 2),
-    'compile_s': round(compile_s, 2),
-    **_peak_memory(),
-    'device_kind': device.device_kind,
-    'platform': device.platform,
-    'device_count': setup.mesh.devices.size,
+    **timing,
     'channels': config.model.channels,
     'layers': config.model.layers,
     'image_size': config.data.image_size,
     'compute_dtype': config.model.compute_dtype,
-    'timed_steps': steps,
   }
 
 

@@ -2,33 +2,16 @@
 
 import json
 import os
-import signal
-import subprocess
 
 import numpy as np
 
-from tests.helpers import REPO, TINY_FLAGS, cli_command, cli_env, run_cli
+from tests.helpers import TINY_FLAGS, run_cli, run_until_killed
 from unreal_nas_jax import checkpointing
 
 
 def _run_until(workdir, marker):
   """Starts a search and SIGKILLs it as soon as it prints a line containing `marker`."""
-  proc = subprocess.Popen(
-    cli_command('search', *TINY_FLAGS, f'--workdir={workdir}'),
-    cwd=REPO,
-    env=cli_env(),
-    stdout=subprocess.PIPE,
-    stderr=subprocess.STDOUT,
-    text=True,
-  )
-  seen = []
-  for line in proc.stdout:
-    seen.append(line)
-    if marker in line:
-      proc.send_signal(signal.SIGKILL)
-      break
-  proc.wait(timeout=600)
-  assert proc.returncode == -signal.SIGKILL, ''.join(seen)
+  run_until_killed('search', *TINY_FLAGS, f'--workdir={workdir}', marker=marker)
 
 
 def _comparable(workdir):

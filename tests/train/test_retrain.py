@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from tests.conftest import tiny_search_config
+from tests.conftest import apply_overrides, tiny_search_config
 from unreal_nas_jax.config_utils import ConfigError, load_config
 from unreal_nas_jax.data import train_pipeline
 from unreal_nas_jax.space import genotypes
@@ -25,13 +25,7 @@ def tiny_train_config(preset='cifar10', genotype='DARTS_V2', **overrides):
   config.data.num_eval_examples = 12
   config.data.fake_data = True
   config.log.progress = 'none'
-  for dotted, value in overrides.items():
-    node = config
-    *parents, leaf = dotted.split('__')
-    for part in parents:
-      node = node[part]
-    node[leaf] = value
-  return config
+  return apply_overrides(config, overrides)
 
 
 def _leaves(state):

@@ -2,13 +2,11 @@
 
 import json
 import os
-import signal
-import subprocess
 
 import jax
 import numpy as np
 
-from tests.helpers import REPO, cli_command, cli_env, run_cli
+from tests.helpers import run_cli, run_until_killed
 from unreal_nas_jax import checkpointing
 
 TRAIN_FLAGS = (
@@ -35,22 +33,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path):
   assert done.returncode == 0, done.stderr
 
   killed = tmp_path / 'killed'
-  proc = subprocess.Popen(
-    cli_command('train', *TRAIN_FLAGS, f'--workdir={killed}'),
-    cwd=REPO,
-    env=cli_env(),
-    stdout=subprocess.PIPE,
-    stderr=subprocess.STDOUT,
-    text=True,
-  )
-  seen = []
-  for line in proc.stdout:
-    seen.append(line)
-    if 'epoch 2/2 train step 2/4' in line:
-      proc.send_signal(signal.SIGKILL)
-      break
-  proc.wait(timeout=600)
-  assert proc.returncode == -signal.SIGKILL, ''.join(seen)
+  run_until_killed('train', *TRAIN_FLAGS, f'--workdir={killed}', marker='epoch 2/2 train step 2/4')
   assert sorted(d for d in os.listdir(killed / 'checkpoints') if d.isdigit()) == ['1']
 
   resumed = run_cli('train', *TRAIN_FLAGS, f'--workdir={killed}')

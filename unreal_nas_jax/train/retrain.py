@@ -236,11 +236,13 @@ def eval_step(state: TrainState, sums, batch, *, model, num_classes, dtype=jnp.f
   }
 
 
-def _zeros(*names, finite=False):
-  sums = {name: jnp.zeros((), jnp.float32) for name in names}
-  if finite:
-    sums['finite'] = jnp.ones((), bool)
-  return sums
+def _zeros(*names):
+  return {name: jnp.zeros((), jnp.float32) for name in names}
+
+
+def epoch_sums():
+  """The training step's accumulators: loss and correct sums, example count, all finite."""
+  return {**_zeros('loss', 'correct', 'count'), 'finite': jnp.ones((), bool)}
 
 
 def make_steps(setup: TrainSetup):
@@ -339,7 +341,7 @@ def run_train(config: ml_collections.ConfigDict, workdir: str, *, mesh=None) -> 
   for epoch in range(start_epoch, epochs):
     lr = jnp.asarray(setup.lr(epoch), jnp.float32)
     drop_prob = jnp.asarray(setup.drop_prob(epoch), jnp.float32)
-    sums = parallel.replicate(_zeros('loss', 'correct', 'count', finite=True), setup.mesh)
+    sums = parallel.replicate(epoch_sums(), setup.mesh)
     progress.start_epoch(epoch, 'train', steps)
     t0 = time.perf_counter()
     batches = train_pipeline.host_batches(setup.spec, 'train', epoch)
