@@ -4,11 +4,9 @@ import json
 
 import pytest
 
-from tests.conftest import tiny_search_config
 from tests.helpers import run_cli
 from unreal_nas_jax.config_utils import ConfigError
 from unreal_nas_jax.space import genotypes
-from unreal_nas_jax.train import search_loop
 from unreal_nas_jax.train.genotype_source import resolve_genotype
 
 
@@ -44,17 +42,6 @@ def test_unknown_name_lists_the_known_ones_and_missing_paths_are_named(tmp_path)
     resolve_genotype(str(tmp_path / 'nope.json'))
   with pytest.raises(ConfigError, match='holds no search checkpoint'):
     resolve_genotype(str(tmp_path))
-
-
-def test_search_workdir_gives_the_genotype_of_its_latest_checkpoint(tmp_path):
-  workdir = tmp_path / 'search'
-  summary = search_loop.run_search(tiny_search_config(), str(workdir))
-  genotype, source = resolve_genotype(str(workdir))
-  assert genotypes.genotype_to_json(genotype) == summary['genotype']
-  assert genotypes.genotype_to_json(genotype) == json.loads((workdir / 'genotype.json').read_text())
-  # steps=2, multiplier=2 came from the run's config.json.
-  assert len(genotype.normal) == 4 and genotype.normal_concat == (2, 3)
-  assert source.endswith('(checkpoint of epoch 3)')
 
 
 def test_cli_genotype_json_and_plot(tmp_path):

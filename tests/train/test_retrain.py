@@ -12,6 +12,7 @@ from unreal_nas_jax.config_utils import ConfigError, load_config
 from unreal_nas_jax.data import train_pipeline
 from unreal_nas_jax.space import genotypes
 from unreal_nas_jax.train import retrain, search_loop
+from unreal_nas_jax.train.genotype_source import resolve_genotype
 
 
 def tiny_train_config(preset='cifar10', genotype='DARTS_V2', **overrides):
@@ -88,10 +89,16 @@ def test_eval_of_a_workdir_without_checkpoint(tmp_path):
 def test_training_a_cell_from_a_search_workdir(tmp_path):
   search = tmp_path / 'search'
   summary = search_loop.run_search(tiny_search_config(), str(search))
-  config = tiny_train_config(genotype=str(search), train__epochs=1)
-  retrain.run_train(config, str(tmp_path / 'train'))
-  trained = json.loads((tmp_path / 'train' / 'genotype.json').read_text())
-  assert trained == summary['genotype']
+  # The genotype is derived from the latest checkpoint's alphas, with the run's steps=2 and
+  # multiplier=2 read from its config.json.
+  genotype, source = resolve_genotype(str(search))
+  assert genotypes.genotype_to_json(genotype) == summary['genotype']
+  assert genotypes.genotype_to_json(genotype) == json.loads((search / 'genotype.json').read_text())
+  assert len(genotype.normal) == 4 and genotype.normal_concat == (2, 3)
+  assert source.endswith('(checkpoint of epoch 3)')
+
+  retrain.run_train(tiny_train_config(genotype=str(search), train__epochs=1), str(tmp_path / 't'))
+  assert json.loads((tmp_path / 't' / 'genotype.json').read_text()) == summary['genotype']
 
 
 @pytest.mark.parametrize('preset', ['cifar10', 'cifar100', 'imagenet'])
