@@ -51,6 +51,20 @@ def check_batch_divides(batch_size: int, mesh: Mesh, name: str = 'config.search.
     )
 
 
+def data_mesh(num_devices: int, batch_size: int, batch_name: str, mesh: Mesh | None = None) -> Mesh:
+  """`mesh`, or a new one over `num_devices`, after checking that the global batch divides."""
+  mesh = mesh if mesh is not None else make_mesh(num_devices)
+  check_batch_divides(batch_size, mesh, batch_name)
+  return mesh
+
+
+def abstract_replicated(init_fn, mesh: Mesh):
+  """Shapes, dtypes and replicated shardings of `init_fn()`'s pytree, without computing it."""
+  sharding = replicated(mesh)
+  shapes = jax.eval_shape(init_fn)
+  return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec())
 

@@ -114,7 +114,9 @@ def _parse(fv: flags.FlagValues, argv: Sequence[str]) -> list[str]:
     raise UsageError(_one_line(str(e).strip('\'"'))) from None
 
 
-def search_command(argv: Sequence[str]) -> int:
+def _workdir_command(argv: Sequence[str]):
+  """Parses --config, --workdir and --compile_cache of `search` and `train`; joins a multi-host
+  run. Returns (config, workdir)."""
   fv = flags.FlagValues()
   _define_common(fv, config_required=True, default_config=None, compile_cache=DEFAULT_COMPILE_CACHE)
   flags.DEFINE_string(
@@ -127,12 +129,17 @@ def search_command(argv: Sequence[str]) -> int:
   _parse(fv, argv)
   config = _load_config(fv)
   _enable_compile_cache(fv.compile_cache)
-
   from unreal_nas_jax import parallel  # noqa: PLC0415 (keep --help fast)
-  from unreal_nas_jax.train.search_loop import run_search  # noqa: PLC0415
 
   parallel.maybe_initialize_distributed()
-  summary = run_search(config, os.path.expanduser(fv.workdir))
+  return config, os.path.expanduser(fv.workdir)
+
+
+def search_command(argv: Sequence[str]) -> int:
+  config, workdir = _workdir_command(argv)
+  from unreal_nas_jax.train.search_loop import run_search  # noqa: PLC0415
+
+  summary = run_search(config, workdir)
   print(f'search finished after {summary["epochs"]} epochs; genotype:')
   print(summary['genotype_text'])
   print(f'written to {os.path.join(summary["workdir"], "genotype.json")}')
@@ -147,10 +154,12 @@ def bench_command(argv: Sequence[str]) -> int:
   flags.DEFINE_list('orders', ['1', '2'], 'Architecture-gradient orders to time.', flag_values=fv)
   flags.DEFINE_list(
     'cases',
-    ['paper', 'small', 'data'],
+    ['paper', 'small', 'data', 'train_cifar', 'train_imagenet'],
     'What to time. Without --config: paper, small (search steps of those sizes), data (build '
-    'and per-step cost of every dataset; rlrd/cifar10 need prepared tfds data). With --config: '
-    "steps, data (that config's). Default: all of them.",
+    'and per-step cost of every dataset; rlrd/cifar10 need prepared tfds data), train_cifar, '
+    'train_imagenet (the retraining step of DARTS_V2 in the CIFAR-10 and ImageNet networks). '
+    "With a search --config: steps, data (that config's); with a train config "
+    '(configs/train.py): its retraining step. Default: all of them.',
     flag_values=fv,
   )
   _parse(fv, argv)
@@ -197,20 +206,10 @@ def data_command(argv: Sequence[str]) -> int:
 
 
 def train_command(argv: Sequence[str]) -> int:
-  fv = flags.FlagValues()
-  _define_common(fv, config_required=True, default_config=None, compile_cache=DEFAULT_COMPILE_CACHE)
-  flags.DEFINE_string(
-    'workdir', None, 'Directory for checkpoints, metrics and genotype.json.', flag_values=fv,
-    required=True,
-  )  # fmt: skip
-  _parse(fv, argv)
-  config = _load_config(fv)
-  _enable_compile_cache(fv.compile_cache)
-  from unreal_nas_jax import parallel  # noqa: PLC0415
+  config, workdir = _workdir_command(argv)
   from unreal_nas_jax.train.retrain import run_train  # noqa: PLC0415
 
-  parallel.maybe_initialize_distributed()
-  summary = run_train(config, os.path.expanduser(fv.workdir))
+  summary = run_train(config, workdir)
   print(f'training finished after {summary["epochs"]} epochs: {json.dumps(summary["record"])}')
   return 0
 

@@ -16,7 +16,8 @@ from typing import Any
 
 import jax
 
-from unreal_nas_jax.config_utils import ConfigError, incompatible_keys
+from unreal_nas_jax import checkpointing
+from unreal_nas_jax.config_utils import ConfigError, incompatible_keys, to_dict
 
 
 def is_writer() -> bool:
@@ -31,6 +32,24 @@ def prepare_workdir(workdir: str) -> None:
       pass
   except OSError as e:
     raise ConfigError(f'workdir {workdir!r} is not writable: {e.strerror or e}') from None
+
+
+def open_run_workdir(workdir: str, config) -> tuple[Any, int | None]:
+  """Creates the workdir, opens its checkpoints and refuses an incompatible saved run.
+
+  Returns:
+    (the Orbax checkpoint manager, the latest checkpoint step or None). Nothing is written but
+    the directories.
+  """
+  prepare_workdir(workdir)
+  manager = checkpointing.make_manager(
+    os.path.join(workdir, 'checkpoints'),
+    max_to_keep=config.checkpoint.max_to_keep,
+    keep_period=config.checkpoint.keep_period,
+  )
+  latest = manager.latest_step()
+  check_config(workdir, to_dict(config), has_checkpoint=latest is not None)
+  return manager, latest
 
 
 def check_config(workdir: str, config: dict[str, Any], has_checkpoint: bool) -> None:

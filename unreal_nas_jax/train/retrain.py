@@ -109,8 +109,9 @@ class TrainSetup:
 
 def build_train(config: ml_collections.ConfigDict, mesh=None) -> TrainSetup:
   validate_train_config(config)
-  mesh = mesh if mesh is not None else parallel.make_mesh(config.parallel.num_devices)
-  parallel.check_batch_divides(config.train.batch_size, mesh, 'config.train.batch_size')
+  mesh = parallel.data_mesh(
+    config.parallel.num_devices, config.train.batch_size, 'config.train.batch_size', mesh
+  )
   genotype, source = resolve_genotype(config.genotype)
   d, m = config.data, config.model
   network = eval_network.NetworkImageNet if d.name == 'imagenet' else eval_network.NetworkCIFAR
@@ -161,6 +162,10 @@ def init_state(setup: TrainSetup) -> TrainState:
     )
 
   return jax.jit(init, out_shardings=parallel.replicated(setup.mesh))()
+
+
+def abstract_state(setup: TrainSetup) -> TrainState:
+  return parallel.abstract_replicated(lambda: init_state(setup), setup.mesh)
 
 
 def cross_entropy(logits, labels, num_classes: int, smoothing: float) -> jax.Array:
@@ -306,27 +311,17 @@ def _check_genotype(workdir: str, genotype: genotypes.Genotype) -> None:
 def run_train(config: ml_collections.ConfigDict, workdir: str, *, mesh=None) -> dict[str, Any]:
   """Trains (or resumes) in `workdir`; returns the last epoch's record and the state."""
   setup = build_train(config, mesh)
-  outputs.prepare_workdir(workdir)
-  manager = checkpointing.make_manager(
-    os.path.join(workdir, 'checkpoints'),
-    max_to_keep=config.checkpoint.max_to_keep,
-    keep_period=config.checkpoint.keep_period,
-  )
-  latest = manager.latest_step()
-  outputs.check_config(workdir, to_dict(config), has_checkpoint=latest is not None)
+  manager, latest = outputs.open_run_workdir(workdir, config)
   _check_genotype(workdir, setup.genotype)
   train_pipeline.check_prepared(setup.spec)  # missing data fails before anything is written
   outputs.write_config(workdir, to_dict(config))
   if outputs.is_writer():
     genotypes.save_genotype(os.path.join(workdir, 'genotype.json'), setup.genotype)
 
-  state = init_state(setup)
-  start_epoch = 0
-  if latest is not None:
-    abstract = jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state
-    )
-    state, record = checkpointing.restore(manager, latest, abstract)
+  if latest is None:
+    state, start_epoch = init_state(setup), 0
+  else:
+    state, record = checkpointing.restore(manager, latest, abstract_state(setup))
     start_epoch = int(record['epoch'])
     print(f'resuming {workdir} after epoch {start_epoch}', flush=True)
   print(f'training {setup.genotype_source} on {setup.spec.dataset}', flush=True)
@@ -400,11 +395,7 @@ def run_eval(workdir: str, *, mesh=None) -> dict[str, Any]:
   latest = manager.latest_step()
   if latest is None:
     raise ConfigError(f'{workdir!r} holds no training checkpoint; run unreal-nas train first')
-  state = init_state(setup)
-  abstract = jax.tree.map(
-    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state
-  )
-  state, record = checkpointing.restore(manager, latest, abstract)
+  state, record = checkpointing.restore(manager, latest, abstract_state(setup))
   result = evaluate(setup, state)
   if not all(math.isfinite(v) for v in (result['loss'], result['top1'])):
     raise RuntimeError(f'evaluation of {workdir} gave a non-finite loss')

@@ -71,8 +71,7 @@ def build_search(
   fractal systems of rlgd); nothing is written.
   """
   validate_search_config(config)
-  mesh = mesh if mesh is not None else parallel.make_mesh(config.parallel.num_devices)
-  parallel.check_batch_divides(config.search.batch_size, mesh)
+  mesh = _search_mesh(config, mesh)
   m, o = config.model, config.optim
   model = SearchNetwork(
     num_classes=config.data.num_classes,
@@ -102,6 +101,12 @@ def build_search(
     arch_tx=arch_tx,
     steps_per_epoch=config.data.num_examples // config.search.batch_size,
     total_epochs=config.search.warmup_epochs + config.search.epochs,
+  )
+
+
+def _search_mesh(config, mesh):
+  return parallel.data_mesh(
+    config.parallel.num_devices, config.search.batch_size, 'config.search.batch_size', mesh
   )
 
 
@@ -138,9 +143,7 @@ def init_state(setup: SearchSetup) -> SearchState:
 
 
 def abstract_state(setup: SearchSetup) -> SearchState:
-  sharding = parallel.replicated(setup.mesh)
-  shapes = jax.eval_shape(lambda: init_state(setup))
-  return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
+  return parallel.abstract_replicated(lambda: init_state(setup), setup.mesh)
 
 
 def make_step_fn(setup: SearchSetup, phase: str):
@@ -244,19 +247,11 @@ def run_search(
     CheckpointMismatchError: a checkpoint that does not fit the state this config builds.
     NonFiniteLossError: a NaN/Inf loss (the last good checkpoint is kept).
   """
-  # Everything that can refuse the run is checked before the data is built (rlgd renders for
-  # minutes on a CPU) and before anything is written.
+  # Everything that can refuse the run is checked before the data is built (rlgd searches and
+  # renders its fractals, half a minute on a CPU) and before anything is written.
   validate_search_config(config)
-  mesh = mesh if mesh is not None else parallel.make_mesh(config.parallel.num_devices)
-  parallel.check_batch_divides(config.search.batch_size, mesh)
-  outputs.prepare_workdir(workdir)
-  manager = checkpointing.make_manager(
-    os.path.join(workdir, 'checkpoints'),
-    max_to_keep=config.checkpoint.max_to_keep,
-    keep_period=config.checkpoint.keep_period,
-  )
-  latest = manager.latest_step()
-  outputs.check_config(workdir, to_dict(config), has_checkpoint=latest is not None)
+  mesh = _search_mesh(config, mesh)
+  manager, latest = outputs.open_run_workdir(workdir, config)
   setup = build_search(config, mesh, workdir=workdir)
   outputs.write_config(workdir, to_dict(config))
   for name, content in setup.artifacts.items():
