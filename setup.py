@@ -14,6 +14,8 @@ setup(
   long_description_content_type='text/markdown',
   python_requires='>=3.10',
   packages=find_packages(include=['unreal_nas_jax', 'unreal_nas_jax.*']),
+  # The CPU depthwise kernels are compiled from source on first use (unreal_nas_jax/ops).
+  package_data={'unreal_nas_jax.ops': ['depthwise_cpu.cc']},
   install_requires=[
     'jax>=0.6.0',
     'flax>=0.10.4',

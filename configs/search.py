@@ -75,8 +75,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.steps = 4  # intermediate nodes per cell
   config.model.multiplier = 4  # nodes concatenated into the cell output
   config.model.stem_multiplier = 3
-  config.model.depthwise_impl = 'auto'  # 'auto' | 'xla' | 'dense' | 'shift' (ops/depthwise.py)
-  config.model.scan_edges = False  # True: 3x faster compile, ~4x slower CPU steps (supernet.py)
+  config.model.depthwise_impl = 'auto'  # 'auto' | 'xla' | 'shift' (ops/depthwise.py)
 
   config.search = ml_collections.ConfigDict()
   config.search.method = 'darts'

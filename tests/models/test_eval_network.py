@@ -123,3 +123,52 @@ def test_drop_path_never_touches_identity_ops():
   node2 = dropped[..., :4].reshape(6, -1)
   zeroed = np.abs(node2).max(axis=1) == 0
   assert zeroed.any() and not zeroed.all(), zeroed
+
+
+def _unrolled_variables(variables, layers):
+  """Scanned-cell variables laid out as the unrolled network's `cell_<i>` entries."""
+  out = {}
+  for collection, tree in variables.items():
+    out[collection] = {}
+    for name, value in tree.items():
+      if name.startswith('cells_'):
+        start, end = map(int, name.split('_')[1:])
+        for k, i in enumerate(range(start, end + 1)):
+          out[collection][f'cell_{i}'] = jax.tree.map(lambda x, k=k: x[k], value['cell'])
+      else:
+        out[collection][name] = value
+  return out
+
+
+@pytest.mark.parametrize(
+  'network,layers,size', [(en.NetworkCIFAR, 11, 32), (en.NetworkImageNet, 10, 224)]
+)
+def test_scanned_cells_equal_the_unrolled_network(network, layers, size):
+  """Identical cells share one traced body (nn.scan): the same function, fewer traced cells."""
+  assert en.cell_runs(20, 13) == [
+    (0, 1), (1, 2), (2, 6), (6, 7), (7, 8), (8, 13), (13, 14), (14, 15), (15, 20)
+  ]  # fmt: skip
+  darts_v2 = genotypes.get_genotype('DARTS_V2')
+  scanned = network(darts_v2, num_classes=5, channels=8, layers=layers)
+  unrolled = scanned.clone(scan_cells=False)
+  images = jax.random.normal(jax.random.PRNGKey(3), (2, size, size, 3))
+  variables = jax.jit(lambda: scanned.init(RNGS, images, 0.0, train=True))()
+  assert any(k.startswith('cells_') for k in variables['params'])
+  flat = _unrolled_variables(variables, layers)
+  expected = jax.eval_shape(lambda: unrolled.init(RNGS, images, 0.0, train=True))
+  assert jax.tree.structure(flat) == jax.tree.structure(expected)
+
+  def run(model, v):
+    # drop_prob 0: drop path keeps everything, so training mode is deterministic too.
+    (logits, aux), updates = model.apply(
+      v, images, 0.0, train=True, rngs={'drop_path': RNGS['drop_path']}, mutable=['batch_stats']
+    )
+    return logits, aux, updates['batch_stats'], model.apply(v, images, train=False)
+
+  got, want = jax.jit(lambda: run(scanned, variables))(), jax.jit(lambda: run(unrolled, flat))()
+  np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(got[1], want[1], rtol=1e-5, atol=1e-5)
+  stats = _unrolled_variables({'batch_stats': got[2]}, layers)['batch_stats']
+  for a, b in zip(jax.tree.leaves(stats), jax.tree.leaves(want[2]), strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(got[3], want[3], rtol=1e-5, atol=1e-5)

@@ -1,14 +1,23 @@
-"""The search supernet: published parameter count, scanned edges equal the per-edge definition."""
+"""The fused search supernet: published parameter count, and the same function as the supernet
+written edge by edge (logits, BatchNorm statistics, first- and second-order alpha gradients)."""
 
-import flax.linen as nn
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
-from unreal_nas_jax.models.supernet import MixedOp, SearchCell, SearchNetwork, reduction_indices
+from tests.models.per_edge_supernet import PerEdgeNetwork, to_per_edge_variables
+from unreal_nas_jax.models.supernet import SearchNetwork
+from unreal_nas_jax.search import darts, optim
 from unreal_nas_jax.search.arch import arch_weights, init_alphas
-from unreal_nas_jax.space.primitives import PRIMITIVES, edge_list
+from unreal_nas_jax.search.state import SearchState
+from unreal_nas_jax.space.primitives import PRIMITIVES, num_edges, reduction_indices
+
+# XLA's RngBitGenerator: a threefry key makes XLA:CPU compile a supernet's init for ~20 s.
+INIT_KEY = jax.random.key(1, impl='unsafe_rbg')
 
 
 def param_count(model, image_size=32):
@@ -20,11 +29,10 @@ def param_count(model, image_size=32):
   return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes['params']))
 
 
-@pytest.mark.parametrize('scan_edges', [False, True])
-def test_paper_supernet_has_published_parameter_count(scan_edges):
+def test_paper_supernet_has_published_parameter_count():
   # DARTS search network, C=16, 8 cells, 10 classes: 1,930,618 (BN without affine in cells).
-  model = SearchNetwork(num_classes=10, channels=16, layers=8, scan_edges=scan_edges)
-  assert param_count(model) == 1_930_618
+  assert param_count(SearchNetwork(num_classes=10, channels=16, layers=8)) == 1_930_618
+  assert param_count(PerEdgeNetwork(num_classes=10, channels=16, layers=8)) == 1_930_618
 
 
 def test_parameter_count_grows_with_classes_by_the_classifier_only():
@@ -39,110 +47,167 @@ def test_reduction_cells_are_at_thirds():
   assert reduction_indices(3) == (1, 2)
 
 
-def _slice(tree, key, k):
-  return jax.tree.map(lambda x: x[k], tree[key]['mixed'])
+# (channels, layers, steps, multiplier, image size, batch), each with a normal and two reduction
+# cells: a 3-node cell (groups of 3, 2 and 1 targets) with odd feature maps (12 -> 6 -> 3), and a
+# 2-node cell with an even output. (The 4-node cell differs only in group sizes; its parameter
+# shapes are checked against the published count above.)
+SIZES = [(4, 3, 3, 3, 12, 4), (4, 3, 2, 2, 16, 4)]
 
 
-@pytest.mark.parametrize('reduction,reduction_prev', [(False, False), (True, False), (False, True)])
-def test_scanned_cell_equals_edge_by_edge_definition(reduction, reduction_prev):
-  """The two nn.scans over stacked edge weights compute exactly the DARTS cell, and so does the
-  unrolled cell with the same weights."""
-  c, steps, mult = 4, 3, 3
-  size_in = 16 if reduction_prev else 8
-  key = jax.random.PRNGKey(1)
-  s0 = jax.random.normal(key, (2, size_in, size_in, 6))
-  s1 = jax.random.normal(jax.random.fold_in(key, 1), (2, 8, 8, 5))
-  n_edges = len(edge_list(steps))
-  weights = jax.nn.softmax(jax.random.normal(jax.random.fold_in(key, 2), (n_edges, 8)), -1)
-  cell = SearchCell(c, reduction, reduction_prev, steps, mult, 'xla', scan_edges=True)
-  variables = cell.init(jax.random.PRNGKey(3), s0, s1, weights, True)
-  out, _ = cell.apply(variables, s0, s1, weights, True, mutable=['batch_stats'])
+def _pair(channels, layers, steps, multiplier, size, batch, impl='native'):
+  kw = dict(num_classes=5, channels=channels, layers=layers, steps=steps, multiplier=multiplier)
+  fused = SearchNetwork(**kw, depthwise_impl=impl)
+  reference = PerEdgeNetwork(**kw, depthwise_impl='xla')
+  key = jax.random.PRNGKey(size)
+  images = jax.random.normal(key, (batch, size, size, 3))
+  weights = {
+    name: jax.nn.softmax(jax.random.normal(jax.random.fold_in(key, i), (num_edges(steps), 8)), -1)
+    for i, name in enumerate(('normal', 'reduce'))
+  }
+  variables = jax.jit(lambda: fused.init(INIT_KEY, images, weights, train=True))()
+  # Non-trivial running statistics, so eval mode is compared too (numpy: no per-shape compiles).
+  rng = np.random.default_rng(size)
+  variables = {
+    'params': jax.device_get(variables['params']),
+    'batch_stats': jax.tree.map(
+      lambda s: np.asarray(s) + rng.uniform(0, 0.1, s.shape).astype(s.dtype),
+      variables['batch_stats'],
+    ),
+  }
+  return fused, reference, images, weights, variables
 
-  params, stats = variables['params'], variables['batch_stats']
 
-  def run(module, name, *args):
-    v = {'params': params[name], 'batch_stats': stats[name]}
-    return module.apply(v, *args, mutable=['batch_stats'])[0]
+def _outputs(model, variables, images, weights):
+  """Training logits, updated BatchNorm statistics, eval logits and alpha gradients, one jit."""
 
-  from unreal_nas_jax.models.layers import FactorizedReduce, ReLUConvBN
+  def run(variables, images, weights):
+    def loss(w):
+      logits, updates = model.apply(variables, images, w, train=True, mutable=['batch_stats'])
+      return jnp.sum(jnp.sin(logits)), (logits, updates['batch_stats'])
 
-  pre0 = FactorizedReduce(c, affine=False) if reduction_prev else ReLUConvBN(c, affine=False)
-  states = [
-    run(pre0, 'preprocess0', s0, True),
-    run(ReLUConvBN(c, affine=False), 'preprocess1', s1, True),
-  ]
-  edges = edge_list(steps)
-  input_edges = [e for e, (src, _) in enumerate(edges) if src < 2]
-  node_edges = [e for e, (src, _) in enumerate(edges) if src >= 2]
-  for node in range(steps):
-    total = 0.0
-    for e, (src, dst) in enumerate(edges):
-      if dst != node:
-        continue
-      group, k = (
-        ('input_edges', input_edges.index(e)) if src < 2 else ('node_edges', node_edges.index(e))
-      )
-      stride = 2 if (reduction and src < 2) else 1
-      v = {'params': _slice(params, group, k), 'batch_stats': _slice(stats, group, k)}
-      y = MixedOp(c, stride, 'xla').apply(
-        v, states[src], weights[e], True, mutable=['batch_stats']
-      )[0]
-      total = total + y
-    states.append(total)
-  expected = jnp.concatenate(states[-mult:], axis=-1)
-  assert out.shape == expected.shape == (2, 4 if reduction else 8, 4 if reduction else 8, mult * c)
-  np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+    grads, (logits, stats) = jax.grad(loss, has_aux=True)(weights)
+    return logits, stats, model.apply(variables, images, weights, train=False), grads
 
-  # The unrolled cell (the default) with the scanned weights unstacked edge by edge.
-  unrolled_params = {k: params[k] for k in ('preprocess0', 'preprocess1')}
-  unrolled_stats = {k: stats[k] for k in ('preprocess0', 'preprocess1')}
-  for e, (src, _) in enumerate(edges):
-    group, k = (
-      ('input_edges', input_edges.index(e)) if src < 2 else ('node_edges', node_edges.index(e))
-    )
-    unrolled_params[f'edge_{e}'] = _slice(params, group, k)
-    unrolled_stats[f'edge_{e}'] = _slice(stats, group, k)
-  unrolled = SearchCell(c, reduction, reduction_prev, steps, mult, 'xla', scan_edges=False)
-  assert jax.tree.structure(
-    unrolled.init(jax.random.PRNGKey(3), s0, s1, weights, True)['params']
-  ) == jax.tree.structure(unrolled_params)
-  out2, _ = unrolled.apply(
-    {'params': unrolled_params, 'batch_stats': unrolled_stats},
-    s0,
-    s1,
-    weights,
-    True,
-    mutable=['batch_stats'],
+  return jax.jit(run)(variables, images, weights)
+
+
+@pytest.mark.parametrize(
+  'sizes,impl,dtype',
+  [(s, 'native', 'float32') for s in SIZES]
+  + [(SIZES[0], 'native', 'float64'), (SIZES[1], 'shift', 'float32'), (SIZES[1], 'xla', 'float32')],
+)
+def test_fused_supernet_equals_edge_by_edge_definition(sizes, impl, dtype):
+  # float32: rounding differs between the two summation orders and is amplified through three
+  # cells of small-batch BatchNorm (most in the alpha gradients); float64 shows that the two are
+  # the same function to its rounding.
+  tol, grad_tol = (5e-5, 5e-4) if dtype == 'float32' else (1e-11, 1e-10)
+  with jax.enable_x64(dtype == 'float64'):
+    fused, reference, images, weights, variables = _pair(*sizes, impl=impl)
+    cast = lambda tree: jax.tree.map(lambda x: x.astype(dtype), tree)  # noqa: E731
+    images, weights, variables = cast(images), cast(weights), cast(variables)
+    steps = sizes[2]
+    ref_vars = to_per_edge_variables(variables, steps)
+    ref_init = jax.eval_shape(lambda: reference.init(jax.random.PRNGKey(1), images, weights))
+    assert jax.tree.structure(ref_init) == jax.tree.structure(ref_vars)
+    logits, stats, eval_logits, grads = _outputs(fused, variables, images, weights)
+    ref_logits, ref_stats, ref_eval, ref_grads = _outputs(reference, ref_vars, images, weights)
+    assert logits.dtype == dtype
+
+    scale = float(np.abs(ref_logits).max())
+    np.testing.assert_allclose(logits, ref_logits, rtol=0, atol=tol * scale)
+    np.testing.assert_allclose(eval_logits, ref_eval, rtol=0, atol=tol * scale)
+    stats = to_per_edge_variables({'params': variables['params'], 'batch_stats': stats}, steps)
+    for (path, a), b in zip(
+      jax.tree_util.tree_leaves_with_path(stats['batch_stats']),
+      jax.tree.leaves(ref_stats),
+      strict=True,
+    ):
+      np.testing.assert_allclose(a, b, rtol=tol, atol=tol, err_msg=jax.tree_util.keystr(path))
+    for key in grads:
+      gmax = float(np.abs(ref_grads[key]).max())
+      np.testing.assert_allclose(grads[key], ref_grads[key], rtol=0, atol=grad_tol * gmax)
+
+
+def _search_state(model, variables, alphas, weight_tx, arch_tx):
+  return SearchState(
+    step=jnp.zeros((), jnp.int32),
+    params=variables['params'],
+    batch_stats=variables['batch_stats'],
+    alphas=alphas,
+    weight_opt_state=weight_tx.init(variables['params']),
+    arch_opt_state=arch_tx.init(alphas),
+    rng=jax.random.PRNGKey(0),
   )
-  np.testing.assert_allclose(out2, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('hypergradient', ['finite_difference', 'exact'])
+def test_fused_second_order_alpha_gradient_equals_edge_by_edge(hypergradient):
+  """The unrolled (second-order) hypergradient, momentum and weight decay included."""
+  sizes = SIZES[1]
+  fused, reference, images, _, variables = _pair(*sizes)
+  steps = sizes[2]
+  alphas = init_alphas(jax.random.PRNGKey(3), steps=steps, init='normal', scale=0.5)
+  labels = jnp.arange(images.shape[0]) % 5
+  train, val = (images, labels), (images[::-1] * 0.5, labels[::-1])
+  weight_tx = optim.make_weight_tx(weight_decay=3e-4, momentum=0.9, grad_clip=5.0)
+  arch_tx = optim.make_arch_tx(lr=3e-4, b1=0.5, b2=0.999, eps=1e-8, weight_decay=1e-3)
+  cfg = {'weight_decay': 3e-4, 'momentum': 0.9}
+  state = _search_state(fused, variables, alphas, weight_tx, arch_tx)
+  # A non-zero momentum buffer (the virtual step reuses it), mapped onto the reference's weights.
+  trace = jax.tree.map(lambda w: 0.3 * jnp.cos(w * 7.0), state.params)
+  state = state.replace(
+    weight_opt_state=(state.weight_opt_state[0], (optax.EmptyState(), optax.TraceState(trace)))
+  )
+  ref_trace = to_per_edge_variables({'params': trace, 'batch_stats': state.batch_stats}, steps)
+  ref_vars = to_per_edge_variables(variables, steps)
+  ref_state = _search_state(reference, ref_vars, alphas, weight_tx, arch_tx)
+  ref_state = ref_state.replace(
+    weight_opt_state=(
+      ref_state.weight_opt_state[0],
+      (optax.EmptyState(), optax.TraceState(ref_trace['params'])),
+    )
+  )
+  fn = darts.second_order_exact_grad if hypergradient == 'exact' else darts.second_order_fd_grad
+  eta = jnp.float32(0.1)
+  grad, val_loss, _ = jax.jit(functools.partial(fn, model=fused, cfg=cfg))(state, train, val, eta)
+  ref_grad, ref_loss, _ = jax.jit(functools.partial(fn, model=reference, cfg=cfg))(
+    ref_state, train, val, eta
+  )
+  np.testing.assert_allclose(val_loss, ref_loss, rtol=1e-5)
+  for key in grad:
+    gmax = float(jnp.abs(ref_grad[key]).max())
+    # The finite difference divides by R ~ 0.01/||v||: float32 rounding of the two perturbed
+    # gradients is amplified, in both implementations alike.
+    tol = 1e-4 if hypergradient == 'exact' else 3e-3
+    np.testing.assert_allclose(grad[key], ref_grad[key], rtol=0, atol=tol * gmax)
 
 
 def test_all_weight_on_none_leaves_only_the_classifier_bias():
-  model = SearchNetwork(
-    num_classes=7, channels=4, layers=3, steps=2, multiplier=2, depthwise_impl='xla'
-  )
+  model = SearchNetwork(num_classes=7, channels=4, layers=3, steps=2, multiplier=2)
   images = jax.random.normal(jax.random.PRNGKey(0), (3, 8, 8, 3))
   none_only = jnp.zeros((5, len(PRIMITIVES))).at[:, 0].set(1.0)
-  weights = {'normal': none_only, 'reduce': none_only}
-  variables = model.init(jax.random.PRNGKey(1), images, weights, train=True)
-  logits, _ = model.apply(variables, images, weights, train=True, mutable=['batch_stats'])
-  bias = variables['params']['classifier']['bias']
+  uniform = jnp.full_like(none_only, 1 / len(PRIMITIVES))
+
+  @jax.jit
+  def run():
+    weights = {'normal': none_only, 'reduce': none_only}
+    variables = model.init(INIT_KEY, images, weights, train=True)
+    logits = model.apply(variables, images, weights, train=True, mutable=['batch_stats'])[0]
+    mixed = {'normal': uniform, 'reduce': uniform}
+    mixed_logits = model.apply(variables, images, mixed, train=True, mutable=['batch_stats'])[0]
+    return logits, mixed_logits, variables['params']['classifier']['bias']
+
+  logits, mixed_logits, bias = run()
   np.testing.assert_allclose(logits, jnp.broadcast_to(bias, logits.shape), atol=1e-6)
   # And the architecture argument matters: uniform weights give example-dependent logits.
-  uniform = {k: jnp.full_like(v, 1 / len(PRIMITIVES)) for k, v in weights.items()}
-  logits, _ = model.apply(variables, images, uniform, train=True, mutable=['batch_stats'])
-  assert float(jnp.std(logits[:, 0])) > 1e-4
+  assert float(jnp.std(mixed_logits[:, 0])) > 1e-4
 
 
 def test_eval_mode_uses_running_statistics():
-  model = SearchNetwork(
-    num_classes=3, channels=4, layers=3, steps=2, multiplier=2, depthwise_impl='xla'
-  )
+  model = SearchNetwork(num_classes=3, channels=4, layers=3, steps=2, multiplier=2)
   images = jax.random.normal(jax.random.PRNGKey(0), (4, 8, 8, 3))
   weights = arch_weights(init_alphas(jax.random.PRNGKey(0), steps=2))
-  variables = model.init(jax.random.PRNGKey(1), images, weights, train=True)
-  one = model.apply(variables, images[:1], weights, train=False)
-  four = model.apply(variables, images, weights, train=False)
+  variables = jax.jit(lambda: model.init(INIT_KEY, images, weights, train=True))()
+  evaluate = jax.jit(lambda x: model.apply(variables, x, weights, train=False))
   # With running statistics an example's logits do not depend on the rest of the batch.
-  np.testing.assert_allclose(one, four[:1], atol=1e-5)
-  assert isinstance(model, nn.Module)
+  np.testing.assert_allclose(evaluate(images[:1]), evaluate(images)[:1], atol=1e-5)

@@ -16,10 +16,6 @@ from unreal_nas_jax.train import search_loop
 @pytest.fixture(scope='module')
 def setup_and_batches():
   config = tiny_search_config(optim__weight_decay=3e-4, search__alpha_init='normal')
-  config.model.depthwise_impl = 'xla'
-  # The maths does not depend on how the cell is laid out; scanned edges compile ~3x faster (the
-  # two forms are tested equal in tests/models/test_supernet.py).
-  config.model.scan_edges = True
   setup = search_loop.build_search(config)
   state = search_loop.init_state(setup)
   # One real warm-up step first, so the momentum buffer the virtual step reuses is non-zero.

@@ -29,8 +29,8 @@ from unreal_nas_jax.models.layers import (
   torch_default_bias_init,
   torch_default_init,
 )
-from unreal_nas_jax.models.supernet import reduction_indices
 from unreal_nas_jax.space.genotypes import Genotype
+from unreal_nas_jax.space.primitives import reduction_indices
 
 AUXILIARY = 'auxiliary_head'
 
@@ -118,8 +118,49 @@ class AuxiliaryHead(nn.Module):
     return _dense(self.num_classes, x.shape[-1], 'classifier')(x)
 
 
+class _RepeatedCell(nn.Module):
+  """Scan body: one normal cell whose inputs and output have the same shapes as its neighbours'."""
+
+  genotype: Genotype
+  features: int
+  depthwise_impl: str
+  train: bool
+
+  @nn.compact
+  def __call__(self, carry, drop_prob):
+    s0, s1 = carry
+    out = EvalCell(self.genotype, self.features, False, False, self.depthwise_impl, name='cell')(
+      s0, s1, drop_prob, self.train
+    )
+    return (s1, out), None
+
+
+def cell_runs(layers: int, auxiliary_at: int | None = None) -> list[tuple[int, int]]:
+  """[start, end) runs of cells that can share one traced body: within a stage, every normal cell
+  from the third on has inputs and output of the same shapes as the one before (the first reads
+  the previous stage's output through a FactorizedReduce, the second the stem or that first
+  cell's wider input). A run ends at the cell the auxiliary head reads."""
+  reductions = reduction_indices(layers)
+
+  def steady(j):  # a normal cell reading two outputs of its own stage
+    return j >= 2 and j not in reductions and j - 1 not in reductions
+
+  runs, start = [], 0
+  for i in range(1, layers + 1):
+    joins = i < layers and steady(i) and steady(i - 1) and i - 1 != auxiliary_at
+    if not joins:
+      runs.append((start, i))
+      start = i
+  return runs
+
+
 class _EvalNetwork(nn.Module):
-  """Shared by both networks: the cell stack, the auxiliary head and the classifier."""
+  """Shared by both networks: the cell stack, the auxiliary head and the classifier.
+
+  `scan_cells` runs every stretch of identical cells (`cell_runs`) as one `nn.scan` over
+  stacked parameters, so the 20-cell CIFAR network traces 9 cell bodies instead of 20; the
+  arithmetic is the same as with `scan_cells=False`, which `count_madds` uses to count it.
+  """
 
   genotype: Genotype
   num_classes: int
@@ -127,6 +168,7 @@ class _EvalNetwork(nn.Module):
   layers: int
   auxiliary: bool = True
   depthwise_impl: str = 'auto'
+  scan_cells: bool = True
 
   def stem(self, images, train):  # -> (s0, s1, channels of the cells' first C, reduction_prev)
     raise NotImplementedError
@@ -143,17 +185,33 @@ class _EvalNetwork(nn.Module):
     drop_prob = jnp.asarray(drop_prob, jnp.float32)
     s0, s1, c, reduction_prev = self.stem(images, train)
     reductions = reduction_indices(self.layers)
+    auxiliary_at = 2 * self.layers // 3
     logits_aux = None
-    for i in range(self.layers):
-      reduction = i in reductions
-      if reduction:
-        c *= 2
-      cell = EvalCell(
-        self.genotype, c, reduction, reduction_prev, self.depthwise_impl, name=f'cell_{i}'
-      )
-      s0, s1 = s1, cell(s0, s1, drop_prob, train)
-      reduction_prev = reduction
-      if i == 2 * self.layers // 3 and self.auxiliary and train:
+    for start, end in cell_runs(self.layers, auxiliary_at):
+      for i in range(start, end):
+        if i in reductions:
+          c *= 2
+      if self.scan_cells and end - start > 1:
+        body = nn.scan(
+          _RepeatedCell,
+          variable_axes={'params': 0, 'batch_stats': 0},
+          split_rngs={'params': True, 'drop_path': True},
+          in_axes=nn.broadcast,
+          length=end - start,
+        )
+        (s0, s1), _ = body(
+          self.genotype, c, self.depthwise_impl, train, name=f'cells_{start}_{end - 1}'
+        )((s0, s1), drop_prob)
+        reduction_prev = False
+      else:
+        for i in range(start, end):
+          reduction = i in reductions
+          cell = EvalCell(
+            self.genotype, c, reduction, reduction_prev, self.depthwise_impl, name=f'cell_{i}'
+          )
+          s0, s1 = s1, cell(s0, s1, drop_prob, train)
+          reduction_prev = reduction
+      if end - 1 == auxiliary_at and self.auxiliary and train:
         logits_aux = self.aux_head()(s1, train)
     pooled = self.pool(s1)
     logits = _dense(self.num_classes, pooled.shape[-1], 'classifier')(pooled)
@@ -237,6 +295,8 @@ def count_madds(model: _EvalNetwork, image_shape: tuple[int, int, int]) -> int:
       total += int(np.prod(out.shape[1:])) * module.kernel_size**2
     return out
 
+  # Scanned cells are traced once per run, so count the unrolled network.
+  model = model.clone(scan_cells=False)
   images = jnp.zeros((1, *image_shape), jnp.float32)
 
   def forward():

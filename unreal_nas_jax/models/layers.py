@@ -8,11 +8,13 @@ defaults (uniform, variance 1/(3 fan_in)) so that training dynamics match the re
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from unreal_nas_jax.ops.depthwise import depthwise_conv
 
@@ -20,25 +22,79 @@ from unreal_nas_jax.ops.depthwise import depthwise_conv
 torch_default_init = nn.initializers.variance_scaling(1.0 / 3.0, 'fan_in', 'uniform')
 
 
-def torch_default_bias_init(fan_in: int) -> Callable:
+def uniform_fan_in_init(fan_in: int) -> Callable:
+  """U(+-1/sqrt(fan_in)), PyTorch's default for conv and linear layers, for any (stacked) shape."""
   bound = 1.0 / float(fan_in) ** 0.5
   return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
 
 
+# A linear layer's bias draws from the same distribution as its weights.
+torch_default_bias_init = uniform_fan_in_init
+
+
+BN_MOMENTUM = 0.1  # PyTorch's: running = (1 - m) * running + m * batch statistic
+BN_EPSILON = 1e-5
+
+
+def batch_moments(x: jax.Array, axes: tuple[int, ...], two_pass: bool = True):
+  """Mean and biased variance over `axes`, in float32 (or float64 for float64 inputs).
+
+  Two passes (the mean, then the mean squared deviation) as PyTorch computes them; the one-pass
+  E[x^2] - E[x]^2 loses digits to cancellation when |mean| >> std, which made float32
+  second-order alpha gradients about 700x less accurate than PyTorch's on DARTS supernets.
+  """
+  x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+  mean = jnp.mean(x, axis=axes, keepdims=True)
+  if two_pass:
+    var = jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True)
+  else:
+    var = jnp.maximum(jnp.mean(jnp.square(x), axis=axes, keepdims=True) - jnp.square(mean), 0.0)
+  return mean, var
+
+
 class BatchNorm(nn.Module):
-  """BatchNorm with PyTorch's numbers (momentum 0.1 == Flax 0.9, eps 1e-5)."""
+  """BatchNorm with PyTorch's numbers: momentum 0.1, eps 1e-5, batch statistics in training.
+
+  The batch is normalised with the biased variance and the running variance follows the unbiased
+  one (n / (n - 1)), as torch.nn.BatchNorm2d does. Statistics are per channel and per leading
+  "branch" index: for an input (B_1, ..., B_k, N, H, W, C) with `branch_dims=k` they reduce over
+  (N, H, W) and keep shape (B_1, ..., B_k, C), so a stack of k-indexed branches is k BatchNorms.
+
+  Attributes:
+    affine: learn a scale and an offset per channel (and branch).
+    branch_dims: leading axes that index independent BatchNorms.
+    two_pass: two-pass variance (see `batch_moments`); the one-pass form is cheaper.
+  """
 
   affine: bool = True
+  branch_dims: int = 0
+  two_pass: bool = True
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    return nn.BatchNorm(
-      use_running_average=not train,
-      momentum=0.9,
-      epsilon=1e-5,
-      use_scale=self.affine,
-      use_bias=self.affine,
-    )(x)
+    b = self.branch_dims
+    axes = tuple(range(b, x.ndim - 1))
+    stat_shape = (*x.shape[:b], x.shape[-1])
+    running_mean = self.variable('batch_stats', 'mean', jnp.zeros, stat_shape, jnp.float32)
+    running_var = self.variable('batch_stats', 'var', jnp.ones, stat_shape, jnp.float32)
+    expand = (*x.shape[:b], *(1,) * len(axes), x.shape[-1])
+    if train:
+      mean, var = batch_moments(x, axes, self.two_pass)
+      if not self.is_initializing():
+        n = math.prod(x.shape[a] for a in axes)
+        unbiased = var.reshape(stat_shape) * (n / max(n - 1, 1))
+        running_mean.value += BN_MOMENTUM * (mean.reshape(stat_shape) - running_mean.value)
+        running_var.value += BN_MOMENTUM * (unbiased - running_var.value)
+    else:
+      mean = running_mean.value.reshape(expand)
+      var = running_var.value.reshape(expand)
+    scale = jax.lax.rsqrt(var + BN_EPSILON)
+    if self.affine:
+      scale = scale * self.param('scale', nn.initializers.ones, stat_shape).reshape(expand)
+    y = (x.astype(scale.dtype) - mean) * scale
+    if self.affine:
+      y = y + self.param('bias', nn.initializers.zeros, stat_shape).reshape(expand)
+    return y.astype(x.dtype)
 
 
 class Pointwise(nn.Module):
@@ -193,15 +249,33 @@ class Conv7x1x1x7(nn.Module):
     return BatchNorm(self.affine)(x, train)
 
 
+def _pool_window(x: jax.Array, stride: int):
+  """reduce_window arguments of a 3x3, padding-1 pool over (H, W) of (..., H, W, C)."""
+  lead = x.ndim - 3
+  return (
+    (1,) * lead + (3, 3, 1),
+    (1,) * lead + (stride, stride, 1),
+    ((0, 0),) * lead + ((1, 1), (1, 1), (0, 0)),
+  )
+
+
 def max_pool_3x3(x: jax.Array, stride: int) -> jax.Array:
-  return nn.max_pool(x, (3, 3), strides=(stride, stride), padding=((1, 1), (1, 1)))
+  """3x3 max pool, padding 1, over (H, W) of (..., H, W, C) (any leading axes)."""
+  return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, *_pool_window(x, stride))
 
 
 def avg_pool_3x3(x: jax.Array, stride: int) -> jax.Array:
   """3x3 average pool, padding 1, padded cells not counted (PyTorch count_include_pad=False)."""
-  return nn.avg_pool(
-    x, (3, 3), strides=(stride, stride), padding=((1, 1), (1, 1)), count_include_pad=False
-  )
+  sums = jax.lax.reduce_window(x, 0.0, jax.lax.add, *_pool_window(x, stride))
+  # The number of real cells under each window is a constant of the shapes.
+  ones = np.ones(x.shape[-3:-1], np.float32)
+  padded = np.pad(ones, 1)
+  h, w = sums.shape[-3:-1]
+  counts = np.zeros((h, w), np.float32)
+  for i in range(3):
+    for j in range(3):
+      counts += padded[i : i + stride * (h - 1) + 1 : stride, j : j + stride * (w - 1) + 1 : stride]
+  return sums / jnp.asarray(counts[:, :, None], x.dtype)
 
 
 def zero_op(x: jax.Array, stride: int) -> jax.Array:
@@ -209,16 +283,15 @@ def zero_op(x: jax.Array, stride: int) -> jax.Array:
 
 
 class Pool(nn.Module):
-  """max/avg 3x3 pooling, followed by a non-affine BN in the search network only."""
+  """3x3 max or average pooling (the evaluation networks' pools; no BatchNorm after them)."""
 
   kind: str
   stride: int
-  bn: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    x = (max_pool_3x3 if self.kind == 'max' else avg_pool_3x3)(x, self.stride)
-    return BatchNorm(affine=False)(x, train) if self.bn else x
+    del train
+    return (max_pool_3x3 if self.kind == 'max' else avg_pool_3x3)(x, self.stride)
 
 
 class Identity(nn.Module):
@@ -243,7 +316,6 @@ def make_op(
   stride: int,
   *,
   affine: bool,
-  search: bool = False,
   depthwise_impl: str = 'auto',
   module_name: str | None = None,
 ) -> nn.Module:
@@ -254,7 +326,6 @@ def make_op(
     features: output channels (equal to the input channels inside cells).
     stride: 1, or 2 on reduction-cell edges that read a cell input.
     affine: BatchNorm scale/offset (False in the search network).
-    search: the search network adds a non-affine BN after pooling.
     depthwise_impl: see `unreal_nas_jax.ops.depthwise`.
     module_name: the Flax submodule name (defaults to the op's name).
   """
@@ -263,8 +334,8 @@ def make_op(
   dil = functools.partial(DilConv, affine=affine, depthwise_impl=depthwise_impl, **kw)
   builders = {
     'none': lambda: Zero(stride, **kw),
-    'max_pool_3x3': lambda: Pool('max', stride, bn=search, **kw),
-    'avg_pool_3x3': lambda: Pool('avg', stride, bn=search, **kw),
+    'max_pool_3x3': lambda: Pool('max', stride, **kw),
+    'avg_pool_3x3': lambda: Pool('avg', stride, **kw),
     'skip_connect': lambda: (
       Identity(**kw) if stride == 1 else FactorizedReduce(features, affine=affine, **kw)
     ),

@@ -5,15 +5,27 @@
 the alphas, computed by the caller), never a Flax variable. So weights and architecture live in two
 pytrees with two optimizers, and a gradient with respect to either is one `jax.grad`.
 
-Compile time against step time: a cell has 14 mixed edges of 7 ops each, so the unrolled
-supernet is thousands of small ops, and XLA needs minutes to compile a second-order step of it.
-`scan_edges=True` runs each cell's edges as two `nn.scan`s over stacked per-edge weights: the
-edges that read the two cell inputs (independent of each other, strided in reduction cells) and
-the edges between intermediate nodes (in edge order, so every source node is complete before it
-is read). One mixed op is traced per scan instead of one per edge (about 3x less to compile) and
-the arithmetic is unchanged, but XLA:CPU runs the loop bodies about 4x slower than the unrolled
-graph (measured: C=8, 5 cells, 16x16, batch 32, forward+backward 2.7 s scanned vs 0.59 s
-unrolled; compile 13 s vs 42 s). Unrolled is the default; scan when compiles dominate.
+The mathematics is the reference's mixed op, sum_k w_k * op_k(x) on each of a cell's 14 edges, but
+the program is laid out by *source state* rather than by edge, because every edge that leaves the
+same state reads the same tensor:
+  - the parameter-free ops (3x3 max and average pool, each followed by the search network's
+    non-affine BatchNorm, and the identity) give the same tensor on every edge of a source, so
+    they are computed once per source and mixed into each target with that edge's weights;
+  - the convolutional ops of all edges of a source share their first ReLU, and their per-edge
+    weights are stacked: one depthwise convolution with several filters per channel serves the
+    first block of sep_conv_3x3, sep_conv_5x5 and dil_conv_3x3 of every edge (the 3x3 kernels
+    are zero-padded into 5x5 ones inside the forward pass; dil_conv_5x5 has its own), one batched
+    contraction does all their pointwise convolutions, and one BatchNorm with per-branch
+    statistics normalises them;
+  - the two cell inputs have the same shape, so their edges form one group; each intermediate
+    node is then the source of one more group.
+A cell is thus 4 groups instead of 14 edges x 7 ops. Parameters keep the reference's shapes
+(stacked over sources and edges), so the supernet has exactly the reference's parameter count,
+and `tests/models/test_supernet.py` checks logits, BatchNorm statistics and first- and
+second-order alpha gradients against an edge-by-edge implementation.
+
+Tensors of stacked branches are laid out branch-major, (branches..., N, H, W, C), so that the
+batched pointwise contraction is a plain batched matrix product.
 """
 
 from __future__ import annotations
@@ -28,82 +40,162 @@ from unreal_nas_jax.models.layers import (
   Conv,
   FactorizedReduce,
   ReLUConvBN,
-  make_op,
+  avg_pool_3x3,
+  max_pool_3x3,
   torch_default_bias_init,
   torch_default_init,
+  uniform_fan_in_init,
 )
-from unreal_nas_jax.space.primitives import PRIMITIVES, edge_list
+from unreal_nas_jax.ops.depthwise import stacked_depthwise
+from unreal_nas_jax.space.primitives import PRIMITIVES, edge_groups, reduction_indices
+
+_OP = {name: k for k, name in enumerate(PRIMITIVES)}
 
 
-class MixedOp(nn.Module):
-  """sum_k w_k * op_k(x) over the candidate ops; `none` contributes exactly zero and is skipped."""
+def _pad_to_5x5(kernel: jax.Array, dilated: bool) -> jax.Array:
+  """A 3x3 kernel (..., 3, 3, C) as the 5x5 kernel of the same convolution at padding 2.
 
-  features: int
-  stride: int
+  A 3x3 kernel at padding 1 is its 5x5 zero-padded ring; a 3x3 kernel with dilation 2 at padding 2
+  is a 5x5 kernel whose odd rows and columns are zero. Either way every output pixel sums the same
+  products, the extra ones being exact zeros.
+  """
+  lead = kernel.shape[:-3]
+  if dilated:
+    full = jnp.zeros((*lead, 5, 5, kernel.shape[-1]), kernel.dtype)
+    return full.at[..., ::2, ::2, :].set(kernel)
+  pad = [(0, 0)] * len(lead) + [(1, 1), (1, 1), (0, 0)]
+  return jnp.pad(kernel, pad)
+
+
+def _pointwise(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """Per-branch 1x1 convolutions: (S, M, N, H, W, C) x (S, M, C, D) -> (S, M, N, H, W, D)."""
+  return jnp.einsum('smnhwc,smcd->smnhwd', x, kernel.astype(x.dtype))
+
+
+def _mix(branches: jax.Array, weights: jax.Array) -> jax.Array:
+  """sum_{s,k} weights[s, k, e] * branches[s, k, e?, ...] for every target e.
+
+  `branches` is (S, K, N, H, W, C) for ops shared by all edges of a source, or (S, K, E, N, H, W,
+  C) for per-edge ops; `weights` is (S, K, E). Returns (E, N, H, W, C).
+  """
+  if branches.ndim == 6:
+    return jnp.einsum('sknhwc,ske->enhwc', branches, weights.astype(branches.dtype))
+  return jnp.einsum('skenhwc,ske->enhwc', branches, weights.astype(branches.dtype))
+
+
+class EdgeGroup(nn.Module):
+  """Every mixed edge leaving `S` source states of one shape, computed together.
+
+  Called with x: (S, N, H, W, C), the sources; weights: (S, E, O), the mixing weights of the edge
+  from source s to the e-th target (O ops in PRIMITIVES order). Returns (E, N, H', W', C): for
+  each target, the sum over the sources of their mixed ops. `stride` 2 is a reduction cell's
+  input edges.
+  """
+
+  num_targets: int
+  stride: int = 1
   depthwise_impl: str = 'auto'
 
   @nn.compact
   def __call__(self, x: jax.Array, weights: jax.Array, train: bool) -> jax.Array:
-    out = None
-    for k, name in enumerate(PRIMITIVES):
-      if name == 'none':
-        continue
-      op = make_op(
-        name,
-        self.features,
-        self.stride,
-        affine=False,
-        search=True,
-        depthwise_impl=self.depthwise_impl,
-      )
-      y = weights[k] * op(x, train)
-      out = y if out is None else out + y
-    return out
+    s, e, st = x.shape[0], self.num_targets, self.stride
+    c = x.shape[-1]
+    w = jnp.moveaxis(weights, 2, 1)  # (S, O, E): op-major, like the stacked branches
 
+    def edge_param(name, shape, fan_in):
+      return self.param(name, uniform_fan_in_init(fan_in), (s, e, *shape))
 
-class _InputEdge(nn.Module):
-  """Scan body over the edges that read a cell input (carry: the two inputs, unchanged)."""
+    def stack_ops(*kernels):  # [(S, E, ...)] -> (S, len * E, ...), op-major
+      stacked = jnp.stack(kernels, axis=1)
+      return stacked.reshape(s, len(kernels) * e, *stacked.shape[3:])
 
-  features: int
-  stride: int
-  depthwise_impl: str
-  train: bool
+    def bn(y, name):
+      return BatchNorm(affine=False, branch_dims=2, name=name)(y, train)
 
-  @nn.compact
-  def __call__(self, inputs: jax.Array, xs: tuple[jax.Array, jax.Array]):
-    source, weights = xs
-    x = jax.lax.dynamic_index_in_dim(inputs, source, axis=0, keepdims=False)
-    y = MixedOp(self.features, self.stride, self.depthwise_impl, name='mixed')(
-      x, weights, self.train
+    def per_edge(y, ops):  # (S, len(ops) * E, ...) -> (S, len(ops), E, ...)
+      return y.reshape(s, len(ops), e, *y.shape[2:])
+
+    def op_weights(*names):
+      return w[:, np.asarray([_OP[n] for n in names])]
+
+    # Parameter-free ops: the same tensors on every edge of a source.
+    pooled = jnp.stack([max_pool_3x3(x, st), avg_pool_3x3(x, st)], axis=1)
+    shared = bn(pooled, 'pool_bn')  # (S, 2, N, H', W', C)
+    shared_ops = ('max_pool_3x3', 'avg_pool_3x3')
+    if st == 1:
+      shared = jnp.concatenate([shared, x[:, None]], axis=1)
+      shared_ops += ('skip_connect',)
+    out = _mix(shared, op_weights(*shared_ops))
+
+    # The convolutional ops' first blocks all start from relu(x).
+    r = nn.relu(x)
+    impl = self.depthwise_impl
+    k5 = stack_ops(
+      _pad_to_5x5(edge_param('sep_conv_3x3_depthwise_1', (3, 3, c), 9), dilated=False),
+      edge_param('sep_conv_5x5_depthwise_1', (5, 5, c), 25),
+      _pad_to_5x5(edge_param('dil_conv_3x3_depthwise', (3, 3, c), 9), dilated=True),
     )
-    return inputs, y
+    first = stacked_depthwise(r, k5, stride=st, dilation=1, padding=2, impl=impl)
+    first = _pointwise(
+      first,
+      stack_ops(
+        edge_param('sep_conv_3x3_pointwise_1', (c, c), c),
+        edge_param('sep_conv_5x5_pointwise_1', (c, c), c),
+        edge_param('dil_conv_3x3_pointwise', (c, c), c),
+      ),
+    )
+    first = bn(first, 'conv_bn_1')  # (S, 3E, ...): sep_conv_3x3, sep_conv_5x5, dil_conv_3x3
+    dil5 = stacked_depthwise(
+      r,
+      stack_ops(edge_param('dil_conv_5x5_depthwise', (5, 5, c), 25)),
+      stride=st,
+      dilation=2,
+      padding=4,
+      impl=impl,
+    )
+    dil5 = bn(
+      _pointwise(dil5, stack_ops(edge_param('dil_conv_5x5_pointwise', (c, c), c))), 'dil5_bn'
+    )
+    out = out + _mix(per_edge(first[:, 2 * e :], ['d3']), op_weights('dil_conv_3x3'))
+    out = out + _mix(per_edge(dil5, ['d5']), op_weights('dil_conv_5x5'))
 
+    # The second block of both separable convolutions, stride 1, on every (source, edge) branch.
+    sep = nn.relu(first[:, : 2 * e])
+    branches = sep.reshape(s * 2 * e, *sep.shape[2:])
+    k2 = stack_ops(
+      _pad_to_5x5(edge_param('sep_conv_3x3_depthwise_2', (3, 3, c), 9), dilated=False),
+      edge_param('sep_conv_5x5_depthwise_2', (5, 5, c), 25),
+    )
+    sep = stacked_depthwise(
+      branches, k2.reshape(s * 2 * e, 1, 5, 5, c), stride=1, dilation=1, padding=2, impl=impl
+    )
+    sep = sep.reshape(s, 2 * e, *sep.shape[2:])
+    sep = _pointwise(
+      sep,
+      stack_ops(
+        edge_param('sep_conv_3x3_pointwise_2', (c, c), c),
+        edge_param('sep_conv_5x5_pointwise_2', (c, c), c),
+      ),
+    )
+    sep = bn(sep, 'conv_bn_2')
+    out = out + _mix(per_edge(sep, ['s3', 's5']), op_weights('sep_conv_3x3', 'sep_conv_5x5'))
 
-class _NodeEdge(nn.Module):
-  """Scan body over the edges between intermediate nodes (carry: the node partial sums)."""
-
-  features: int
-  depthwise_impl: str
-  train: bool
-
-  @nn.compact
-  def __call__(self, nodes: jax.Array, xs: tuple[jax.Array, jax.Array, jax.Array]):
-    source, target, weights = xs
-    x = jax.lax.dynamic_index_in_dim(nodes, source, axis=0, keepdims=False)
-    y = MixedOp(self.features, 1, self.depthwise_impl, name='mixed')(x, weights, self.train)
-    updated = jax.lax.dynamic_index_in_dim(nodes, target, axis=0, keepdims=False) + y
-    return jax.lax.dynamic_update_index_in_dim(nodes, updated, target, axis=0), None
-
-
-def _scan(body: type[nn.Module], length: int) -> type[nn.Module]:
-  return nn.scan(
-    body,
-    variable_axes={'params': 0, 'batch_stats': 0},
-    split_rngs={'params': True},
-    in_axes=0,
-    out_axes=0,
-    length=length,
-  )
+    if st == 2:
+      # skip_connect on a strided edge is a FactorizedReduce per edge: two 1x1 stride-2
+      # convolutions, the second on the input shifted by one pixel, concatenated, then BN. One
+      # contraction over both halves (zero blocks keep the halves apart).
+      half = c // 2
+      ka = edge_param('skip_connect_reduce_a', (c, half), c)
+      kb = edge_param('skip_connect_reduce_b', (c, half), c)
+      zeros = jnp.zeros_like(ka)
+      kernel = jnp.stack(
+        [jnp.concatenate([ka, zeros], -1), jnp.concatenate([zeros, kb], -1)], axis=2
+      )  # (S, E, 2, C, C)
+      halves = jnp.stack([r[:, :, ::2, ::2], r[:, :, 1::2, 1::2]], axis=-2)  # (S, N, H', W', 2, C)
+      reduced = jnp.einsum('snhwjc,sejcd->senhwd', halves, kernel.astype(r.dtype))
+      reduced = bn(reduced, 'skip_bn')
+      out = out + _mix(reduced[:, None], op_weights('skip_connect'))
+    return out
 
 
 class SearchCell(nn.Module):
@@ -115,7 +207,6 @@ class SearchCell(nn.Module):
   steps: int = 4
   multiplier: int = 4
   depthwise_impl: str = 'auto'
-  scan_edges: bool = False
 
   @nn.compact
   def __call__(self, s0: jax.Array, s1: jax.Array, weights: jax.Array, train: bool) -> jax.Array:
@@ -126,46 +217,20 @@ class SearchCell(nn.Module):
       s0 = ReLUConvBN(c, affine=False, name='preprocess0')(s0, train)
     s1 = ReLUConvBN(c, affine=False, name='preprocess1')(s1, train)
 
-    edges = edge_list(self.steps)
-    stride = 2 if self.reduction else 1
-    if not self.scan_edges:
-      states = [s0, s1]
-      for node in range(self.steps):
-        total = None
-        for e, (src, dst) in enumerate(edges):
-          if dst == node:
-            edge_stride = stride if src < 2 else 1
-            mixed = MixedOp(c, edge_stride, self.depthwise_impl, name=f'edge_{e}')
-            y = mixed(states[src], weights[e], train)
-            total = y if total is None else total + y
-        states.append(total)
-      return jnp.concatenate(states[2 + self.steps - self.multiplier :], axis=-1)
-
-    input_edges = [e for e, (src, _) in enumerate(edges) if src < 2]
-    node_edges = [e for e, (src, _) in enumerate(edges) if src >= 2]
-
-    # Input edges come ordered (node 0: src 0, src 1), (node 1: src 0, src 1), ...
-    sources = jnp.asarray([edges[e][0] for e in input_edges], jnp.int32)
-    _, ys = _scan(_InputEdge, len(input_edges))(
-      c, stride, self.depthwise_impl, train, name='input_edges'
-    )(jnp.stack([s0, s1]), (sources, weights[np.asarray(input_edges)]))
-    nodes = ys[0::2] + ys[1::2]
-
-    if node_edges:
-      sources = jnp.asarray([edges[e][0] - 2 for e in node_edges], jnp.int32)
-      targets = jnp.asarray([edges[e][1] for e in node_edges], jnp.int32)
-      nodes, _ = _scan(_NodeEdge, len(node_edges))(
-        c, self.depthwise_impl, train, name='node_edges'
-      )(nodes, (sources, targets, weights[np.asarray(node_edges)]))
-
-    # Concatenate the last `multiplier` nodes on channels, node-major like torch.cat(dim=1).
-    out = jnp.moveaxis(nodes[self.steps - self.multiplier :], 0, -2)
-    return out.reshape(*out.shape[:-2], self.multiplier * c)
-
-
-def reduction_indices(layers: int) -> tuple[int, ...]:
-  """Cells that halve the resolution and double the channels: layers//3 and 2*layers//3."""
-  return tuple(sorted({layers // 3, 2 * layers // 3}))
+    states = [s0, s1]
+    nodes: list[jax.Array | None] = [None] * self.steps
+    for group in edge_groups(self.steps):
+      sources = jnp.stack([states[i] for i in group.sources])
+      stride = 2 if self.reduction and group.sources[0] < 2 else 1
+      out = EdgeGroup(len(group.targets), stride, self.depthwise_impl, name=group.name)(
+        sources, weights[group.edges], train
+      )
+      for i, target in enumerate(group.targets):
+        nodes[target] = out[i] if nodes[target] is None else nodes[target] + out[i]
+      if len(states) - 2 < self.steps:
+        # The next group reads the next node, which every earlier group has now added into.
+        states.append(nodes[len(states) - 2])
+    return jnp.concatenate(nodes[self.steps - self.multiplier :], axis=-1)
 
 
 class SearchNetwork(nn.Module):
@@ -179,7 +244,6 @@ class SearchNetwork(nn.Module):
     multiplier: how many of the last nodes are concatenated into the cell output (4).
     stem_multiplier: the stem outputs stem_multiplier * C channels (3).
     depthwise_impl: depthwise convolution implementation ('auto' picks by platform).
-    scan_edges: run each cell's edges as scans (smaller program, slower on CPU); see above.
   """
 
   num_classes: int
@@ -189,7 +253,6 @@ class SearchNetwork(nn.Module):
   multiplier: int = 4
   stem_multiplier: int = 3
   depthwise_impl: str = 'auto'
-  scan_edges: bool = False
 
   @nn.compact
   def __call__(
@@ -211,7 +274,6 @@ class SearchNetwork(nn.Module):
         self.steps,
         self.multiplier,
         self.depthwise_impl,
-        self.scan_edges,
         name=f'cell_{i}',
       )
       s0, s1 = s1, cell(s0, s1, arch_weights['reduce' if reduction else 'normal'], train)

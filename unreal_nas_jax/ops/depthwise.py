@@ -1,55 +1,89 @@
-"""Depthwise convolution behind one function, in the form that is fastest on each platform.
+"""Depthwise convolution with several filters per channel, in the form that is fastest per platform.
 
-XLA:CPU runs grouped convolutions (`feature_group_count=C`) far slower than dense ones, while GPUs
-and TPUs run them well. Two CPU forms compute the same result with ops XLA:CPU is good at:
-  'dense'  the kernel expanded to a block-diagonal (k, k, C, C) dense conv: C times the FLOPs,
-           but one oneDNN convolution for the forward and each gradient; best at small C.
-  'shift'  k*k strided slices of the padded input times per-channel taps, summed: exact FLOPs,
-           k*k fused elementwise passes; best at large C and small images.
-Both are plain differentiable jax ops, so first- and higher-order gradients (the second-order
-DARTS step differentiates through a gradient step) come from autodiff. Measured on the paper's
-shapes (N=64; C=16@32x32, 32@16x16, 64@8x8; forward+backward) with 2 CPU cores, 'dense' was 3-7x
-faster than 'xla' at C=16 and 'shift' 5-10x faster at 3x3 kernels with C>=32, hence 'auto'.
+`stacked_depthwise(x, kernel)` convolves each of S stacked inputs, channel by channel, with M
+filters: x (S, N, H, W, C) and kernel (S, M, k, k, C) give (S, M, N, H', W', C). The fused search
+supernet uses it to run the first depthwise convolution of every edge leaving a state at once
+(M filters per channel, one input) and the second ones of all branches (M = 1, S branches); an
+evaluation network's ordinary depthwise convolution is S = M = 1.
+
+  'xla'    XLA's grouped convolution (feature_group_count = S * C); native on GPU and TPU.
+  'shift'  k * k shifted slices of the padded input times per-channel taps, summed in one fused
+           loop, with a hand-written backward pass: the input gradient is the transposed sum
+           of shifted products (one fused loop again), the kernel gradient one contraction of
+           the stacked shifted inputs with the output gradient. XLA:CPU runs grouped
+           convolutions far slower than these loops and matrix products.
+Both are plain differentiable JAX underneath (the backward pass of 'shift' is itself made of
+differentiable ops), so the second-order DARTS step can differentiate through a gradient step.
 """
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
-DEPTHWISE_IMPLS = ('xla', 'dense', 'shift')
+from unreal_nas_jax.ops import cpu_kernels
 
-_DIMENSIONS = ('NHWC', 'HWIO', 'NHWC')
+DEPTHWISE_IMPLS = ('xla', 'native', 'shift')
 
 
-def resolve_depthwise_impl(
-  impl: str, channels: int | None = None, kernel_size: int = 3, spatial: int | None = None
-) -> str:
-  """The concrete implementation for `impl` on the default backend.
-
-  'auto' is 'xla' on GPU/TPU. On CPU it is 'dense' while C <= 2k^2 (the dense conv's C-fold extra
-  work is still cheaper than k^2 elementwise passes) or the image is at most 8x8 (`spatial` = H*W;
-  there the k^2 small passes cost more in per-op overhead than the dense conv's FLOPs: a whole
-  C=8, 4-cell supernet step measured 13% faster and compiled 30% faster with 'dense' at C=32 on
-  4x4), and 'shift' above that.
-  """
-  if impl == 'auto':
-    if jax.default_backend() != 'cpu':
-      return 'xla'
-    if channels is None or channels <= 2 * kernel_size * kernel_size:
-      return 'dense'
-    return 'dense' if spatial is not None and spatial <= 64 else 'shift'
-  if impl not in DEPTHWISE_IMPLS:
+def resolve_depthwise_impl(impl: str, dtype=jnp.float32) -> str:
+  """The concrete implementation for `impl`: 'auto' is 'xla' on GPU and TPU, and on the CPU
+  'native' (the compiled kernels, float32 and float64) where they build, else 'shift'. 'native'
+  falls back to 'shift' for other dtypes or where the kernels cannot be built."""
+  if impl not in ('auto', *DEPTHWISE_IMPLS):
     raise ValueError(
       f'depthwise impl {impl!r} is not allowed; allowed: auto, {", ".join(DEPTHWISE_IMPLS)}'
     )
+  if impl == 'auto':
+    impl = 'native' if jax.default_backend() == 'cpu' else 'xla'
+  if impl == 'native':
+    native_dtype = jnp.dtype(dtype) in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64))
+    if not (native_dtype and cpu_kernels.available()):
+      return 'shift'
   return impl
 
 
 def output_size(size: int, kernel_size: int, stride: int, dilation: int, padding: int) -> int:
   """PyTorch's conv output size: floor((H + 2p - d(k-1) - 1) / s) + 1."""
   return (size + 2 * padding - dilation * (kernel_size - 1) - 1) // stride + 1
+
+
+def stacked_depthwise(
+  x: jax.Array,
+  kernel: jax.Array,
+  *,
+  stride: int = 1,
+  dilation: int = 1,
+  padding: int = 0,
+  impl: str = 'auto',
+) -> jax.Array:
+  """Per-channel convolutions of S stacked inputs with M filters each, no bias.
+
+  Args:
+    x: (S, N, H, W, C) inputs.
+    kernel: (S, M, k, k, C) filters: filter m of channel c of input s.
+    stride, dilation, padding: as in torch.nn.Conv2d (symmetric zero padding).
+    impl: 'auto', or one of DEPTHWISE_IMPLS.
+
+  Returns:
+    (S, M, N, H', W', C).
+  """
+  if x.ndim != 5 or kernel.ndim != 5 or kernel.shape[0] != x.shape[0]:
+    raise ValueError(f'stacked_depthwise needs x (S,N,H,W,C), kernel (S,M,k,k,C); got {x.shape}, '
+                     f'{kernel.shape}')  # fmt: skip
+  if kernel.shape[-1] != x.shape[-1]:
+    raise ValueError(f'depthwise kernel has {kernel.shape[-1]} channels, input has {x.shape[-1]}')
+  kernel = kernel.astype(x.dtype)
+  impl = resolve_depthwise_impl(impl, x.dtype)
+  if impl == 'xla':
+    return _grouped_conv(x, kernel, stride, dilation, padding)
+  if impl == 'native':
+    return _native(x, kernel, (stride, dilation, padding))
+  return _shifted(x, kernel, stride, dilation, padding)
 
 
 def depthwise_conv(
@@ -61,54 +95,119 @@ def depthwise_conv(
   padding: int = 0,
   impl: str = 'auto',
 ) -> jax.Array:
-  """Depthwise (per-channel) kxk convolution without bias, PyTorch padding semantics.
-
-  Args:
-    x: (N, H, W, C) input.
-    kernel: (k, k, C) per-channel filters.
-    stride, dilation, padding: as in torch.nn.Conv2d (symmetric zero padding).
-    impl: 'auto', or one of DEPTHWISE_IMPLS.
-
-  Returns:
-    (N, H', W', C) output.
-  """
-  k, _, channels = kernel.shape
-  if x.shape[-1] != channels:
-    raise ValueError(f'depthwise kernel has {channels} channels, input has {x.shape[-1]}')
-  impl = resolve_depthwise_impl(impl, channels, k, x.shape[1] * x.shape[2])
-  if impl == 'xla':
-    return lax.conv_general_dilated(
-      x,
-      kernel[:, :, None, :],
-      (stride, stride),
-      [(padding, padding)] * 2,
-      rhs_dilation=(dilation, dilation),
-      dimension_numbers=_DIMENSIONS,
-      feature_group_count=channels,
-    )
-  if impl == 'dense':
-    block_diagonal = kernel[:, :, :, None] * jnp.eye(channels, dtype=kernel.dtype)
-    return lax.conv_general_dilated(
-      x,
-      block_diagonal,
-      (stride, stride),
-      [(padding, padding)] * 2,
-      rhs_dilation=(dilation, dilation),
-      dimension_numbers=_DIMENSIONS,
-    )
-  return _shifted_sum(x, kernel, stride, dilation, padding)
+  """An ordinary depthwise convolution: x (N, H, W, C), kernel (k, k, C) -> (N, H', W', C)."""
+  out = stacked_depthwise(
+    x[None], kernel[None, None], stride=stride, dilation=dilation, padding=padding, impl=impl
+  )
+  return out[0, 0]
 
 
-def _shifted_sum(x, kernel, stride, dilation, padding):
-  n, h, w, c = x.shape
-  k = kernel.shape[0]
-  ho, wo = (output_size(s, k, stride, dilation, padding) for s in (h, w))
-  padded = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+def _grouped_conv(x, kernel, stride, dilation, padding):
+  s, n, h, w, c = x.shape
+  m, k = kernel.shape[1], kernel.shape[2]
+  # Channels (s, c) are the groups; each group's outputs are its M filters, minor.
+  lhs = jnp.moveaxis(x, 0, 3).reshape(n, h, w, s * c)
+  rhs = jnp.transpose(kernel, (2, 3, 0, 4, 1)).reshape(k, k, 1, s * c * m)
+  y = lax.conv_general_dilated(
+    lhs,
+    rhs,
+    (stride, stride),
+    [(padding, padding)] * 2,
+    rhs_dilation=(dilation, dilation),
+    dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+    feature_group_count=s * c,
+  )
+  y = y.reshape(n, y.shape[1], y.shape[2], s, c, m)
+  return jnp.transpose(y, (3, 5, 0, 1, 2, 4))
+
+
+def _shifted(x, kernel, stride, dilation, padding):
+  """Pure JAX: k*k strided windows of the padded input times per-channel taps, summed."""
+  s, n, h, w, c = x.shape
+  k = kernel.shape[2]
+  out_h, out_w = (output_size(d, k, stride, dilation, padding) for d in (h, w))
+  padded = jnp.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding), (0, 0)))
   out = None
   for i in range(k):
     for j in range(k):
-      start = (0, i * dilation, j * dilation, 0)
-      limit = (n, start[1] + stride * (ho - 1) + 1, start[2] + stride * (wo - 1) + 1, c)
-      tap = lax.slice(padded, start, limit, (1, stride, stride, 1)) * kernel[i, j]
+      start = (0, 0, i * dilation, j * dilation, 0)
+      limit = (s, n, start[2] + stride * (out_h - 1) + 1, start[3] + stride * (out_w - 1) + 1, c)
+      window = lax.slice(padded, start, limit, (1, 1, stride, stride, 1))
+      tap = window[:, None] * kernel[:, :, i, j, None, None, None, :]
       out = tap if out is None else out + tap
   return out
+
+
+# The compiled CPU kernels: the convolution and its two gradients are bilinear maps whose
+# vector-Jacobian products are each other, so each is a custom_vjp built from the other two and
+# any order of reverse-mode derivative (second-order DARTS) stays on the compiled kernels.
+def _ffi(name, out_shape, dtype, *args, geometry):
+  stride, dilation, padding = geometry
+  call = jax.ffi.ffi_call(name, jax.ShapeDtypeStruct(out_shape, dtype), vmap_method='sequential')
+  return call(
+    *args, stride=np.int64(stride), dilation=np.int64(dilation), padding=np.int64(padding)
+  )
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _native(x, kernel, geometry):
+  s, n, h, w, c = x.shape
+  k = kernel.shape[2]
+  out_h, out_w = (output_size(d, k, *geometry) for d in (h, w))
+  shape = (s, kernel.shape[1], n, out_h, out_w, c)
+  return _ffi('unreal_nas_depthwise_forward', shape, x.dtype, x, kernel, geometry=geometry)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _native_input_grad(grad, kernel, geometry, input_hw):
+  s, _, n, _, _, c = grad.shape
+  shape = (s, n, *input_hw, c)
+  return _ffi('unreal_nas_depthwise_input_grad', shape, grad.dtype, grad, kernel, geometry=geometry)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _native_kernel_grad(grad, x, geometry, kernel_size):
+  s, m, _, _, _, c = grad.shape
+  shape = (s, m, kernel_size, kernel_size, c)
+  return _ffi('unreal_nas_depthwise_kernel_grad', shape, grad.dtype, grad, x, geometry=geometry)
+
+
+def _native_fwd(x, kernel, geometry):
+  return _native(x, kernel, geometry), (x, kernel)
+
+
+def _native_bwd(geometry, residuals, grad):
+  x, kernel = residuals
+  return (
+    _native_input_grad(grad, kernel, geometry, x.shape[2:4]),
+    _native_kernel_grad(grad, x, geometry, kernel.shape[2]),
+  )
+
+
+def _input_grad_fwd(grad, kernel, geometry, input_hw):
+  return _native_input_grad(grad, kernel, geometry, input_hw), (grad, kernel)
+
+
+def _input_grad_bwd(geometry, input_hw, residuals, cotangent):
+  grad, kernel = residuals  # <h, A_K^T g> = <A_K h, g>
+  return (
+    _native(cotangent, kernel, geometry),
+    _native_kernel_grad(grad, cotangent, geometry, kernel.shape[2]),
+  )
+
+
+def _kernel_grad_fwd(grad, x, geometry, kernel_size):
+  return _native_kernel_grad(grad, x, geometry, kernel_size), (grad, x)
+
+
+def _kernel_grad_bwd(geometry, kernel_size, residuals, cotangent):
+  grad, x = residuals  # <H, dK(g, x)> = <A_H x, g>
+  return (
+    _native(x, cotangent, geometry),
+    _native_input_grad(grad, cotangent, geometry, x.shape[2:4]),
+  )
+
+
+_native.defvjp(_native_fwd, _native_bwd)
+_native_input_grad.defvjp(_input_grad_fwd, _input_grad_bwd)
+_native_kernel_grad.defvjp(_kernel_grad_fwd, _kernel_grad_bwd)

@@ -7,10 +7,10 @@ import ml_collections
 from unreal_nas_jax.config_utils import PROGRESS_MODES, require, require_choice, require_range
 from unreal_nas_jax.data.search_data import FRACTAL_COLOR_MODES, SEARCH_DATASETS
 from unreal_nas_jax.data.tfds_cifar import CIFAR_CLASSES, CIFAR_TRAIN_SIZE
-from unreal_nas_jax.models.supernet import reduction_indices
 from unreal_nas_jax.ops.depthwise import DEPTHWISE_IMPLS
 from unreal_nas_jax.search.arch import ALPHA_INITS
 from unreal_nas_jax.search.darts import HYPERGRADIENTS
+from unreal_nas_jax.space.primitives import reduction_indices
 
 SEARCH_METHODS = ('darts',)
 
@@ -78,7 +78,6 @@ def validate_search_config(config: ml_collections.ConfigDict) -> None:
   require_range(config, 'model.multiplier', 1, config.model.steps, integer=True)
   require_range(config, 'model.stem_multiplier', 1, integer=True)
   require_choice(config, 'model.depthwise_impl', ('auto', *DEPTHWISE_IMPLS))
-  require_choice(config, 'model.scan_edges', (False, True))
   downsample = 2 ** len(reduction_indices(config.model.layers))
   require_range(config, 'data.image_size', downsample, integer=True)
   require(

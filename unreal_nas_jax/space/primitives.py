@@ -6,6 +6,10 @@ op order and the edge order from here, so there is one source of truth.
 
 from __future__ import annotations
 
+import dataclasses
+
+import numpy as np
+
 # The column order of every (num_edges, num_ops) architecture matrix.
 PRIMITIVES: tuple[str, ...] = (
   'none',
@@ -46,3 +50,44 @@ def node_edge_ranges(steps: int = 4) -> list[tuple[int, int]]:
     ranges.append((start, start + 2 + node))
     start += 2 + node
   return ranges
+
+
+def reduction_indices(layers: int) -> tuple[int, ...]:
+  """Cells that halve the resolution and double the channels: layers//3 and 2*layers//3."""
+  return tuple(sorted({layers // 3, 2 * layers // 3}))
+
+
+@dataclasses.dataclass(frozen=True)
+class EdgeGroup:
+  """The edges that leave a set of states of one shape, the unit a fused supernet computes.
+
+  Attributes:
+    name: a name for the group's parameters, e.g. 'from_inputs', 'from_node_0'.
+    sources: the states read (0, 1: the cell inputs; j >= 2: node j - 2).
+    targets: the nodes written, in order.
+    edges: (len(sources), len(targets)) edge indices: edge (source s -> target t).
+  """
+
+  name: str
+  sources: tuple[int, ...]
+  targets: tuple[int, ...]
+  edges: np.ndarray
+
+
+def edge_groups(steps: int = 4) -> list[EdgeGroup]:
+  """The cell's edges grouped by source: both inputs together (same shape, both ready), then each
+  intermediate node but the last. Every node is complete when its group is reached."""
+  index = {edge: e for e, edge in enumerate(edge_list(steps))}
+  groups = [
+    EdgeGroup(
+      'from_inputs',
+      (0, 1),
+      tuple(range(steps)),
+      np.asarray([[index[(src, t)] for t in range(steps)] for src in (0, 1)]),
+    )
+  ]
+  for node in range(steps - 1):
+    targets = tuple(range(node + 1, steps))
+    edges = np.asarray([[index[(node + 2, t)] for t in targets]])
+    groups.append(EdgeGroup(f'from_node_{node}', (node + 2,), targets, edges))
+  return groups

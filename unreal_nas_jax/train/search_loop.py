@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from unreal_nas_jax import checkpointing, parallel
+from unreal_nas_jax import checkpointing, parallel, timing
 from unreal_nas_jax.config_utils import to_dict
 from unreal_nas_jax.data import search_data
 from unreal_nas_jax.models.supernet import SearchNetwork
@@ -81,7 +81,6 @@ def build_search(
     multiplier=m.multiplier,
     stem_multiplier=m.stem_multiplier,
     depthwise_impl=m.depthwise_impl,
-    scan_edges=m.scan_edges,
   )
   data = search_data.make_search_data(config.data, config.data_seed, workdir=workdir)
   weight_tx = optim.make_weight_tx(
@@ -142,6 +141,10 @@ def init_state(setup: SearchSetup) -> SearchState:
   return jax.jit(init, out_shardings=parallel.replicated(setup.mesh))()
 
 
+def count_params(params) -> int:
+  return sum(int(x.size) for x in jax.tree.leaves(params))
+
+
 def abstract_state(setup: SearchSetup) -> SearchState:
   return parallel.abstract_replicated(lambda: init_state(setup), setup.mesh)
 
@@ -167,22 +170,43 @@ def make_step_fn(setup: SearchSetup, phase: str):
   return jax.jit(step, out_shardings=(replicated, replicated), donate_argnums=(0, 1))
 
 
-def compile_phases(setup: SearchSetup, phases, example_args):
+def compile_phases(setup: SearchSetup, phases, example_args, timer: timing.Phases):
   """Ahead-of-time compiles the step of every phase that will run, concurrently.
 
-  Tracing happens here, one phase after the other; XLA's compilations (most of the time for the
-  unrolled supernet) then run in threads side by side, and the search step keeps compiling while
-  the warm-up epoch runs. A compiled executable cannot retrace, so each phase compiles exactly
-  once; its inputs keep the shapes, dtypes and shardings of `example_args` all run long.
+  Tracing and lowering happen here, one phase after the other; XLA's compilations then run in
+  threads side by side, and the search step keeps compiling while the warm-up epoch runs. A
+  compiled executable cannot retrace, so each phase compiles exactly once; its inputs keep the
+  shapes, dtypes and shardings of `example_args` all run long.
 
   Returns:
-    {phase: Future of the compiled step}.
+    {phase: (Future of the compiled step, its compile Phase)}.
   """
-  lowered = {phase: make_step_fn(setup, phase).lower(*example_args) for phase in phases}
+  lowered = {}
+  for phase in phases:
+    with timer(f'lower {phase} step') as line:
+      lowered[phase] = make_step_fn(setup, phase).lower(*example_args)
+      line.info = f'{timing.count_ops(lowered[phase]):,} ops'
   pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(len(lowered), 1))
-  futures = {phase: pool.submit(low.compile) for phase, low in lowered.items()}
+  compiling = {}
+  for i, (phase, low) in enumerate(lowered.items()):
+    # Only the first phase is waited for at once; the others compile behind an epoch.
+    line = timer.start(f'compile {phase} step', background=i > 0)
+    compiling[phase] = (pool.submit(_compile, low, line), line)
   pool.shutdown(wait=False)
-  return futures
+  return compiling
+
+
+def _compile(lowered, line: timing.Phase):
+  compiled = lowered.compile()
+  line.done()
+  return compiled
+
+
+def compiled_step(compiling, phase: str):
+  """The compiled step of `phase`, waiting for it (with heartbeat lines) if it is not ready."""
+  future, line = compiling[phase]
+  line.background = False
+  return future.result()
 
 
 def epoch_inputs(setup: SearchSetup, epoch: int):
@@ -252,7 +276,11 @@ def run_search(
   validate_search_config(config)
   mesh = _search_mesh(config, mesh)
   manager, latest = outputs.open_run_workdir(workdir, config)
-  setup = build_search(config, mesh, workdir=workdir)
+  timer = timing.Phases(enabled=config.log.progress != 'none' and outputs.is_writer())
+  d = config.data
+  with timer('build data', f'{d.name}, {d.num_examples:,} examples, {d.num_classes:,} classes'):
+    setup = build_search(config, mesh, workdir=workdir)
+    jax.block_until_ready(setup.data)
   outputs.write_config(workdir, to_dict(config))
   for name, content in setup.artifacts.items():
     path = os.path.join(workdir, name)
@@ -261,9 +289,12 @@ def run_search(
 
   metrics_log = outputs.MetricsLog(workdir)
   if latest is None:
-    state, start_epoch = init_state(setup), 0
+    with timer('init state') as line:
+      state, start_epoch = jax.block_until_ready(init_state(setup)), 0
+      line.info = f'{count_params(state.params):,} weights'
   else:
-    state, record = checkpointing.restore(manager, latest, abstract_state(setup))
+    with timer('restore checkpoint', f'epoch {latest}'):
+      state, record = checkpointing.restore(manager, latest, abstract_state(setup))
     start_epoch = int(record['epoch'])
     print(f'resuming {workdir} after epoch {start_epoch}', flush=True)
   metrics_log.truncate(start_epoch + 1)
@@ -275,24 +306,27 @@ def run_search(
 
   phases = sorted({setup.phase(e) for e in range(start_epoch, setup.total_epochs)})
   sums = parallel.replicate(darts.init_metrics(), setup.mesh)
-  if phases:
-    print(f'compiling the {" and ".join(phases)} step(s)...', flush=True)
-  t_compile = time.perf_counter()
-  compiling = compile_phases(setup, phases, (state, sums, setup.data, *epoch_inputs(setup, 0)))
+  compiling = compile_phases(
+    setup, phases, (state, sums, setup.data, *epoch_inputs(setup, 0)), timer
+  )
   progress = outputs.Progress(config.log.progress, config.log.every_steps, setup.total_epochs)
   sync_every = config.log.sync_every_steps
 
   for epoch in range(start_epoch, setup.total_epochs):
     phase = setup.phase(epoch)
-    step_fn = compiling[phase].result()
-    if epoch == start_epoch:
-      print(f'compiled in {time.perf_counter() - t_compile:.1f}s', flush=True)
+    step_fn = compiled_step(compiling, phase)
     train_perm, val_perm, lr = epoch_inputs(setup, epoch)
     sums = parallel.replicate(darts.init_metrics(), setup.mesh)
     progress.start_epoch(epoch, phase, setup.steps_per_epoch)
     t0 = time.perf_counter()
     for i in range(1, setup.steps_per_epoch + 1):
-      state, sums = step_fn(state, sums, setup.data, train_perm, val_perm, lr)
+      if epoch == start_epoch and i == 1:
+        with timer('first step'):
+          state, sums = jax.block_until_ready(
+            step_fn(state, sums, setup.data, train_perm, val_perm, lr)
+          )
+      else:
+        state, sums = step_fn(state, sums, setup.data, train_perm, val_perm, lr)
       if (sync_every and i % sync_every == 0) or progress.will_print(i):
         # Waits for the device without copying anything back, so progress shows real steps.
         jax.block_until_ready(sums['steps'])
@@ -315,6 +349,7 @@ def run_search(
     if outputs.is_writer():
       outputs.write_json_atomic(os.path.join(workdir, 'genotype.json'), record['genotype'])
     progress.end_epoch(_summary_line(record, setup.total_epochs))
+  timer.close()
 
   final = derive_genotype(config, state.alphas)
   return {
@@ -323,5 +358,6 @@ def run_search(
     'genotype': genotypes.genotype_to_json(final),
     'genotype_text': genotypes.format_genotype(final),
     'compiled_phases': phases,
+    'phase_seconds': timer.seconds,
     'state': state,
   }
