@@ -1,10 +1,14 @@
-"""`unreal-nas bench`: the data records (the step records compile the supernet: run by hand)."""
+"""`unreal-nas bench`: step records with their phases, data records, the program-size guard."""
+
+import sys
 
 import pytest
 
 from tests.conftest import tiny_search_config
-from unreal_nas_jax import bench
-from unreal_nas_jax.config_utils import ConfigError
+from unreal_nas_jax import bench, timing
+from unreal_nas_jax.config_utils import ConfigError, load_config
+from unreal_nas_jax.search import darts
+from unreal_nas_jax.train import search_loop
 
 
 def test_data_records_of_noise_and_fractals():
@@ -45,3 +49,41 @@ def test_train_config_times_its_retraining_step():
   (record,) = bench.run_bench(tiny_train_config(), steps=1)
   assert record['case'] == 'config' and record['network'] == 'cifar10'
   assert record['images_per_s'] > 0 and record['batch'] == 8 and record['layers'] == 3
+  _assert_phases(record)
+
+
+def _assert_phases(record):
+  for key in ('init_s', 'lower_s', 'compile_s', 'first_step_s'):
+    assert record[key] > 0, key
+  assert record['hlo_ops'] > 100
+
+
+def test_search_step_record_has_its_phases_and_program_size():
+  (record,) = bench.run_bench(tiny_search_config(), cases=['steps'], orders=[1], steps=1)
+  assert record['case'] == 'config' and record['order'] == 1 and record['batch'] == 8
+  assert record['images_per_s'] > 0 and record['depthwise_impl'] == 'native'
+  _assert_phases(record)
+
+
+def test_torch_reference_is_skipped_with_the_reason_without_torch(monkeypatch):
+  from unreal_nas_jax import torch_reference  # noqa: PLC0415
+
+  monkeypatch.setitem(sys.modules, 'torch', None)  # `import torch` raises ImportError
+  assert 'torch is not installed' in torch_reference.time_first_order_step()['skipped']
+
+
+@pytest.mark.parametrize('order,limit', [(1, 62_000), (2, 124_000)])
+def test_paper_size_search_step_stays_small(order, limit):
+  """The lowered paper-size step (C=16, 8 cells, batch 64, 5000 classes) must not grow back.
+
+  The per-edge supernet lowered to about 311,000 StableHLO ops (first order) and 618,000
+  (second order), which took minutes to compile; the limits are a fifth of those. Lowering
+  only, from the state's shapes: nothing is compiled or run.
+  """
+  config = load_config('configs/search.py:rlrn')
+  config.search.order = order
+  setup = search_loop.build_search(config)
+  step = search_loop.make_step_fn(setup, 'search')
+  state = search_loop.abstract_state(setup)
+  lowered = step.lower(state, darts.init_metrics(), setup.data, *search_loop.epoch_inputs(setup, 0))
+  assert timing.count_ops(lowered) < limit

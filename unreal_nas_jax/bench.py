@@ -1,13 +1,18 @@
-"""`unreal-nas bench`: times the jitted search step after compilation, one JSON record per case.
+"""`unreal-nas bench`: times the jitted steps, one JSON record per case.
 
-Step records: case, order, hypergradient, batch, images/s (training images per second of search
-step), median and min step ms, compile s, peak memory, device kind and count, and the sizes.
-Compile time is reported beside step time because the supernet's compile is a real cost.
+Step records (search and retraining): case, order, hypergradient, batch, images/s, median and
+min step ms, and where the time before the first step goes: `data_s` (building the dataset),
+`init_s` (the jitted initialisation), `lower_s` (tracing and lowering in Python, which no compile
+cache saves), `hlo_ops` (the lowered program's StableHLO operations: its size, which drives
+compile time), `compile_s` and `first_step_s`; peak memory, device kind and count, and the sizes.
 
 Data records (case 'data', one per dataset): the one-off cost of building the dataset (for rlgd:
 the category search and the rendering, in images/s) and the per-step data cost, the time the
 jitted batch function takes to produce one train and one val batch, which the search step
 includes. Datasets read through tfds are skipped, with the reason, when they are not prepared.
+
+The 'torch_reference' case times the DARTS reference's first-order search step in PyTorch at the
+paper's size on the same machine (`unreal_nas_jax/torch_reference.py`; needs torch installed).
 """
 
 from __future__ import annotations
@@ -21,12 +26,14 @@ from typing import Any
 import jax
 import ml_collections
 
+from unreal_nas_jax import timing
 from unreal_nas_jax.config_utils import ConfigError, load_config
 from unreal_nas_jax.data import search_data, tfds_cifar
+from unreal_nas_jax.ops.depthwise import resolve_depthwise_impl
 from unreal_nas_jax.search import darts
 from unreal_nas_jax.train import search_loop
 
-BUILTIN_CASES = ('paper', 'small', 'data', 'train_cifar', 'train_imagenet')
+BUILTIN_CASES = ('paper', 'small', 'data', 'train_cifar', 'train_imagenet', 'torch_reference')
 CONFIG_CASES = ('steps', 'data')  # with a config: its search steps, its dataset
 DATA_CASE_DATASETS = ('rlrn', 'rlgd', 'rlrd', 'cifar10')
 
@@ -59,18 +66,31 @@ def _peak_memory() -> dict[str, Any]:
 
 
 def _time_step(step_fn, state, sums, inputs, *, steps: int, batch: int, mesh) -> dict[str, Any]:
-  """Compiles `step_fn(state, sums, *inputs) -> (state, sums)` and times `steps` runs of it."""
-  t0 = time.perf_counter()
-  compiled = step_fn.lower(state, sums, *inputs).compile()
-  compile_s = time.perf_counter() - t0
-  state, sums = compiled(state, sums, *inputs)
-  jax.block_until_ready(state)
+  """Lowers, compiles and times `step_fn(state, sums, *inputs) -> (state, sums)`.
+
+  Program size and compile time are reported beside the step time because for these programs
+  they are real costs: `lower_s` (tracing and lowering in Python, which no cache saves),
+  `hlo_ops` (StableHLO operations of the lowered program), `compile_s` and `first_step_s`.
+  """
+  timer = timing.Phases()
+  with timer('lower step') as line:
+    lowered = step_fn.lower(state, sums, *inputs)
+    hlo_ops = timing.count_ops(lowered)
+    line.info = f'{hlo_ops:,} ops'
+  with timer('compile step'):
+    compiled = lowered.compile()
+  with timer('first step'):
+    state, sums = jax.block_until_ready(compiled(state, sums, *inputs))
   times = []
-  for _ in range(steps):
-    t0 = time.perf_counter()
-    state, sums = compiled(state, sums, *inputs)
-    jax.block_until_ready(state)
-    times.append(time.perf_counter() - t0)
+  with timer(f'{steps} timed steps'):
+    for _ in range(steps):
+      t0 = time.perf_counter()
+      state, sums = compiled(state, sums, *inputs)
+      jax.block_until_ready(state)
+      times.append(time.perf_counter() - t0)
+  timer.close()
+  lower_s, compile_s = timer.seconds['lower step'], timer.seconds['compile step']
+  first_step_s = timer.seconds['first step']
   median = statistics.median(times)
   device = jax.devices()[0]
   return {
@@ -78,7 +98,10 @@ def _time_step(step_fn, state, sums, inputs, *, steps: int, batch: int, mesh) ->
     'images_per_s': round(batch / median, 2),
     'median_step_ms': round(1000 * median, 2),
     'min_step_ms': round(1000 * min(times), 2),
+    'lower_s': round(lower_s, 2),
+    'hlo_ops': hlo_ops,
     'compile_s': round(compile_s, 2),
+    'first_step_s': round(first_step_s, 2),
     **_peak_memory(),
     'device_kind': device.device_kind,
     'platform': device.platform,
@@ -88,12 +111,18 @@ def _time_step(step_fn, state, sums, inputs, *, steps: int, batch: int, mesh) ->
 
 
 def time_search_step(config: ml_collections.ConfigDict, steps: int) -> dict[str, Any]:
-  """Compiles the search-phase step of `config` and times `steps` executions of it."""
-  setup = search_loop.build_search(config)
-  state = search_loop.init_state(setup)
+  """Builds, initialises, lowers, compiles and times `steps` search-phase steps of `config`."""
+  timer = timing.Phases()
+  with timer('build data', config.data.name):
+    setup = search_loop.build_search(config)
+    jax.block_until_ready(setup.data)
+  with timer('init state'):
+    state = jax.block_until_ready(search_loop.init_state(setup))
+  timer.close()
+  data_s, init_s = timer.seconds['build data'], timer.seconds['init state']
   step_fn = search_loop.make_step_fn(setup, 'search')
   inputs = (setup.data, *search_loop.epoch_inputs(setup, 0))
-  timing = _time_step(
+  timing_record = _time_step(
     step_fn,
     state,
     darts.init_metrics(),
@@ -105,12 +134,14 @@ def time_search_step(config: ml_collections.ConfigDict, steps: int) -> dict[str,
   return {
     'order': config.search.order,
     'hypergradient': config.search.hypergradient if config.search.order == 2 else None,
-    **timing,
+    **timing_record,
+    'data_s': round(data_s, 2),
+    'init_s': round(init_s, 2),
     'channels': config.model.channels,
     'layers': config.model.layers,
     'image_size': config.data.image_size,
     'num_classes': config.data.num_classes,
-    'depthwise_impl': config.model.depthwise_impl,
+    'depthwise_impl': resolve_depthwise_impl(config.model.depthwise_impl),
   }
 
 
@@ -125,9 +156,14 @@ def time_train_step(config: ml_collections.ConfigDict, steps: int) -> dict[str, 
   train_fn, _ = retrain.make_steps(setup)
   batches = train_pipeline.host_batches(setup.spec, 'train', 0)
   batch = next(train_pipeline.global_batches(batches, setup.mesh))
-  timing = _time_step(
+  timer = timing.Phases()
+  with timer('init state'):
+    state = jax.block_until_ready(retrain.init_state(setup))
+  timer.close()
+  init_s = timer.seconds['init state']
+  timing_record = _time_step(
     train_fn,
-    retrain.init_state(setup),
+    state,
     retrain.epoch_sums(),
     (batch, jax.numpy.float32(0.01), jax.numpy.float32(0.1)),
     steps=steps,
@@ -137,7 +173,8 @@ def time_train_step(config: ml_collections.ConfigDict, steps: int) -> dict[str, 
   return {
     'network': config.data.name,
     'genotype': config.genotype,
-    **timing,
+    **timing_record,
+    'init_s': round(init_s, 2),
     'channels': config.model.channels,
     'layers': config.model.layers,
     'image_size': config.data.image_size,
@@ -238,3 +275,7 @@ def run_bench(
     for case in cases:
       if case.startswith('train_'):
         yield {'case': case, **time_train_step(builtin_config(case), steps)}
+    if 'torch_reference' in cases:
+      from unreal_nas_jax import torch_reference  # noqa: PLC0415
+
+      yield {'case': 'torch_reference', **torch_reference.time_in_subprocess(steps)}

@@ -154,10 +154,12 @@ def bench_command(argv: Sequence[str]) -> int:
   flags.DEFINE_list('orders', ['1', '2'], 'Architecture-gradient orders to time.', flag_values=fv)
   flags.DEFINE_list(
     'cases',
-    ['paper', 'small', 'data', 'train_cifar', 'train_imagenet'],
+    ['paper', 'small', 'data', 'train_cifar', 'train_imagenet', 'torch_reference'],
     'What to time. Without --config: paper, small (search steps of those sizes), data (build '
     'and per-step cost of every dataset; rlrd/cifar10 need prepared tfds data), train_cifar, '
-    'train_imagenet (the retraining step of DARTS_V2 in the CIFAR-10 and ImageNet networks). '
+    'train_imagenet (the retraining step of DARTS_V2 in the CIFAR-10 and ImageNet networks), '
+    "torch_reference (the DARTS reference's first-order step in PyTorch at the paper size, "
+    'when torch is installed). '
     "With a search --config: steps, data (that config's); with a train config "
     '(configs/train.py): its retraining step. Default: all of them.',
     flag_values=fv,
@@ -249,7 +251,12 @@ def genotype_command(argv: Sequence[str]) -> int:
       cell_plot.plot_genotype(genotype, os.path.expanduser(fv.plot), os.path.basename(spec))
     except ValueError as e:
       raise UsageError(str(e)) from None
-  costs = eval_network.network_costs(genotype)
+  from unreal_nas_jax import timing  # noqa: PLC0415
+
+  timer = timing.Phases()
+  with timer('count parameters and mult-adds', 'CIFAR-10/100 and ImageNet networks'):
+    costs = eval_network.network_costs(genotype)
+  timer.close()
   if fv.json:
     print(json.dumps({'genotype': genotypes.genotype_to_json(genotype), 'source': source, **costs}))
     return 0

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from unreal_nas_jax import timing
 from unreal_nas_jax.config_utils import ConfigError
 from unreal_nas_jax.data import search_data
 from unreal_nas_jax.search.validate import validate_search_config
@@ -30,11 +31,17 @@ def display_range(images: np.ndarray) -> np.ndarray:
 
 def preview_batch(config: ml_collections.ConfigDict, count: int, split: str):
   """The first `count` examples of `split` as the search step builds them: (images, labels)."""
-  data = search_data.make_search_data(config.data, config.data_seed)
-  indices = jnp.arange(count, dtype=jnp.int32)
-  key = jax.random.PRNGKey(config.seed)
-  images, labels = jax.jit(data.batch_fn, static_argnums=2)(data.arrays, indices, split, key)
-  return np.asarray(images), np.asarray(labels)
+  timer = timing.Phases()
+  with timer('build data', f'{config.data.name}, {config.data.num_examples:,} examples'):
+    data = search_data.make_search_data(config.data, config.data_seed)
+    jax.block_until_ready(data.arrays)
+  with timer('make batch', f'{count} {split} examples'):
+    indices = jnp.arange(count, dtype=jnp.int32)
+    key = jax.random.PRNGKey(config.seed)
+    images, labels = jax.jit(data.batch_fn, static_argnums=2)(data.arrays, indices, split, key)
+    images, labels = np.asarray(images), np.asarray(labels)
+  timer.close()
+  return images, labels
 
 
 def write_preview(

@@ -32,6 +32,16 @@ def uniform_fan_in_init(fan_in: int) -> Callable:
 torch_default_bias_init = uniform_fan_in_init
 
 
+def params_key(seed: int) -> jax.Array:
+  """The key the networks' weights are drawn from: XLA's RngBitGenerator rather than threefry.
+
+  A network has hundreds of parameter arrays, and XLA compiles one unrolled threefry hash per
+  array: the jitted initialisation of a 3-cell supernet compiled for 55 s against 18 s this way.
+  Deterministic for a seed on a given platform (not across CPU and GPU).
+  """
+  return jax.random.key(seed, impl='unsafe_rbg')
+
+
 BN_MOMENTUM = 0.1  # PyTorch's: running = (1 - m) * running + m * batch statistic
 BN_EPSILON = 1e-5
 

@@ -15,10 +15,12 @@ exponential per epoch) and drop path rises linearly, p = drop_path * epoch / epo
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import os
 import time
+from contextlib import nullcontext
 from typing import Any
 
 import flax.struct
@@ -27,14 +29,15 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from unreal_nas_jax import checkpointing, parallel
+from unreal_nas_jax import checkpointing, parallel, timing
 from unreal_nas_jax.config_utils import ConfigError, require, require_choice, require_range, to_dict
 from unreal_nas_jax.data import train_pipeline
 from unreal_nas_jax.models import eval_network
+from unreal_nas_jax.models.layers import params_key
 from unreal_nas_jax.ops.depthwise import DEPTHWISE_IMPLS
 from unreal_nas_jax.search import optim
 from unreal_nas_jax.space import genotypes
-from unreal_nas_jax.train import outputs
+from unreal_nas_jax.train import outputs, startup
 from unreal_nas_jax.train.genotype_source import resolve_genotype
 
 LR_SCHEDULES = ('cosine', 'exponential')
@@ -149,10 +152,11 @@ def init_state(setup: TrainSetup) -> TrainState:
   config = setup.config
 
   def init():
-    k_params, k_drop, k_rng = jax.random.split(jax.random.PRNGKey(config.seed), 3)
+    k_drop, k_rng = jax.random.split(jax.random.PRNGKey(config.seed), 2)
     size = config.data.image_size
     images = jnp.zeros((2, size, size, 3), jnp.float32)
-    variables = setup.model.init({'params': k_params, 'drop_path': k_drop}, images, 0.0, train=True)
+    rngs = {'params': params_key(config.seed), 'drop_path': k_drop}
+    variables = setup.model.init(rngs, images, 0.0, train=True)
     return TrainState(
       step=jnp.zeros((), jnp.int32),
       params=variables['params'],
@@ -313,35 +317,63 @@ def run_train(config: ml_collections.ConfigDict, workdir: str, *, mesh=None) -> 
   setup = build_train(config, mesh)
   manager, latest = outputs.open_run_workdir(workdir, config)
   _check_genotype(workdir, setup.genotype)
-  train_pipeline.check_prepared(setup.spec)  # missing data fails before anything is written
+  timer = timing.Phases(enabled=config.log.progress != 'none' and outputs.is_writer())
+  d = setup.spec
+  with timer('check data', f'{d.dataset}{" (fake)" if d.fake_data else ""}, batch {d.batch_size}'):
+    train_pipeline.check_prepared(setup.spec)  # missing data fails before anything is written
   outputs.write_config(workdir, to_dict(config))
   if outputs.is_writer():
     genotypes.save_genotype(os.path.join(workdir, 'genotype.json'), setup.genotype)
 
-  if latest is None:
-    state, start_epoch = init_state(setup), 0
-  else:
-    state, record = checkpointing.restore(manager, latest, abstract_state(setup))
+  abstract = abstract_state(setup)
+  weights = eval_network.count_params(abstract.params)
+  state_future = startup.start_state(
+    timer, lambda: init_state(setup), manager, latest, abstract, weights
+  )
+  start_epoch = latest or 0
+  epochs = config.train.epochs
+  steps = train_pipeline.steps_per_epoch(setup.spec, 'train')
+  train_fn, eval_fn = make_steps(setup)
+  compiling, first_batch = {}, None
+  if start_epoch < epochs:
+    batches = train_pipeline.global_batches(
+      train_pipeline.host_batches(setup.spec, 'train', start_epoch), setup.mesh
+    )
+    with timer('first batch'):
+      first_batch = next(batches)
+    scalars = (jnp.float32(0), jnp.float32(0))
+    example = (abstract, parallel.replicate(epoch_sums(), setup.mesh), first_batch, *scalars)
+    compiling = startup.compile_steps(timer, {'train step': (train_fn, example)})
+  state, record = startup.wait_state(state_future)
+  if record is not None:
     start_epoch = int(record['epoch'])
     print(f'resuming {workdir} after epoch {start_epoch}', flush=True)
   print(f'training {setup.genotype_source} on {setup.spec.dataset}', flush=True)
   metrics_log = outputs.MetricsLog(workdir)
   metrics_log.truncate(start_epoch + 1)
 
-  train_fn, eval_fn = make_steps(setup)
-  epochs = config.train.epochs
-  steps = train_pipeline.steps_per_epoch(setup.spec, 'train')
   progress = outputs.Progress(config.log.progress, config.log.every_steps, epochs)
   record: dict[str, Any] = {}
+  first_eval = True
   for epoch in range(start_epoch, epochs):
     lr = jnp.asarray(setup.lr(epoch), jnp.float32)
     drop_prob = jnp.asarray(setup.drop_prob(epoch), jnp.float32)
     sums = parallel.replicate(epoch_sums(), setup.mesh)
     progress.start_epoch(epoch, 'train', steps)
     t0 = time.perf_counter()
-    batches = train_pipeline.host_batches(setup.spec, 'train', epoch)
-    for i, batch in enumerate(train_pipeline.global_batches(batches, setup.mesh), start=1):
-      state, sums = train_fn(state, sums, batch, lr, drop_prob)
+    if epoch != start_epoch:
+      batches = train_pipeline.global_batches(
+        train_pipeline.host_batches(setup.spec, 'train', epoch), setup.mesh
+      )
+    else:
+      batches = itertools.chain([first_batch], batches)
+      train_step = startup.wait_compiled(compiling, 'train step')
+    for i, batch in enumerate(batches, start=1):
+      if epoch == start_epoch and i == 1:
+        with timer('first step'):
+          state, sums = jax.block_until_ready(train_step(state, sums, batch, lr, drop_prob))
+      else:
+        state, sums = train_step(state, sums, batch, lr, drop_prob)
       if (config.log.sync_every_steps and i % config.log.sync_every_steps == 0) or (
         progress.will_print(i)
       ):
@@ -367,7 +399,10 @@ def run_train(config: ml_collections.ConfigDict, workdir: str, *, mesh=None) -> 
     }
     every = config.train.eval_every_epochs
     if every and ((epoch + 1) % every == 0 or epoch + 1 == epochs):
-      result = evaluate(setup, state, eval_fn)
+      # The eval step compiles on its first batch; that evaluation is a phase of its own.
+      with timer('first evaluation (compiles the eval step)') if first_eval else nullcontext():
+        result = evaluate(setup, state, eval_fn)
+      first_eval = False
       record.update({f'eval_{k}': v for k, v in result.items()})
     metrics_log.append(record)
     checkpointing.save(manager, epoch + 1, state, {'epoch': epoch + 1})
@@ -377,6 +412,7 @@ def run_train(config: ml_collections.ConfigDict, workdir: str, *, mesh=None) -> 
       if k in ('lr', 'train_loss', 'train_acc', 'eval_top1', 'eval_top5', 'wall_s')
     )
     progress.end_epoch(f'epoch {epoch + 1}/{epochs} {summary}')
+  timer.close()
   return {'workdir': workdir, 'record': record, 'state': state, 'epochs': epochs}
 
 
@@ -395,8 +431,12 @@ def run_eval(workdir: str, *, mesh=None) -> dict[str, Any]:
   latest = manager.latest_step()
   if latest is None:
     raise ConfigError(f'{workdir!r} holds no training checkpoint; run unreal-nas train first')
-  state, record = checkpointing.restore(manager, latest, abstract_state(setup))
-  result = evaluate(setup, state)
+  timer = timing.Phases()
+  with timer('restore checkpoint', f'epoch {latest}'):
+    state, record = checkpointing.restore(manager, latest, abstract_state(setup))
+  with timer('evaluate', f'{setup.spec.dataset} {train_pipeline.EVAL_SPLITS[setup.spec.dataset]}'):
+    result = evaluate(setup, state)
+  timer.close()
   if not all(math.isfinite(v) for v in (result['loss'], result['top1'])):
     raise RuntimeError(f'evaluation of {workdir} gave a non-finite loss')
   return {**result, 'epoch': int(record['epoch']), 'dataset': setup.spec.dataset}

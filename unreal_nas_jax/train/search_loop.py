@@ -8,7 +8,6 @@ last complete checkpoint to the same bits as an uninterrupted run.
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import functools
 import os
@@ -23,12 +22,13 @@ import numpy as np
 from unreal_nas_jax import checkpointing, parallel, timing
 from unreal_nas_jax.config_utils import to_dict
 from unreal_nas_jax.data import search_data
+from unreal_nas_jax.models.layers import params_key
 from unreal_nas_jax.models.supernet import SearchNetwork
 from unreal_nas_jax.search import arch, darts, optim
 from unreal_nas_jax.search.state import SearchState
 from unreal_nas_jax.search.validate import validate_search_config
 from unreal_nas_jax.space import genotypes
-from unreal_nas_jax.train import outputs
+from unreal_nas_jax.train import outputs, startup
 
 
 class NonFiniteLossError(RuntimeError):
@@ -115,10 +115,7 @@ def init_state(setup: SearchSetup) -> SearchState:
 
   def init():
     _, k_alphas, k_rng = jax.random.split(jax.random.PRNGKey(config.seed), 3)
-    # The weights draw from XLA's RngBitGenerator instead of threefry: the supernet has hundreds
-    # of parameter arrays, and their unrolled threefry hashes made this small program compile
-    # for 55 s (3 cells, 2 CPU cores) against 18 s. Deterministic for a seed on a given machine.
-    k_params = jax.random.key(config.seed, impl='unsafe_rbg')
+    k_params = params_key(config.seed)
     alphas = arch.init_alphas(
       k_alphas,
       steps=config.model.steps,
@@ -168,45 +165,6 @@ def make_step_fn(setup: SearchSetup, phase: str):
   )
   replicated = parallel.replicated(setup.mesh)
   return jax.jit(step, out_shardings=(replicated, replicated), donate_argnums=(0, 1))
-
-
-def compile_phases(setup: SearchSetup, phases, example_args, timer: timing.Phases):
-  """Ahead-of-time compiles the step of every phase that will run, concurrently.
-
-  Tracing and lowering happen here, one phase after the other; XLA's compilations then run in
-  threads side by side, and the search step keeps compiling while the warm-up epoch runs. A
-  compiled executable cannot retrace, so each phase compiles exactly once; its inputs keep the
-  shapes, dtypes and shardings of `example_args` all run long.
-
-  Returns:
-    {phase: (Future of the compiled step, its compile Phase)}.
-  """
-  lowered = {}
-  for phase in phases:
-    with timer(f'lower {phase} step') as line:
-      lowered[phase] = make_step_fn(setup, phase).lower(*example_args)
-      line.info = f'{timing.count_ops(lowered[phase]):,} ops'
-  pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(len(lowered), 1))
-  compiling = {}
-  for i, (phase, low) in enumerate(lowered.items()):
-    # Only the first phase is waited for at once; the others compile behind an epoch.
-    line = timer.start(f'compile {phase} step', background=i > 0)
-    compiling[phase] = (pool.submit(_compile, low, line), line)
-  pool.shutdown(wait=False)
-  return compiling
-
-
-def _compile(lowered, line: timing.Phase):
-  compiled = lowered.compile()
-  line.done()
-  return compiled
-
-
-def compiled_step(compiling, phase: str):
-  """The compiled step of `phase`, waiting for it (with heartbeat lines) if it is not ready."""
-  future, line = compiling[phase]
-  line.background = False
-  return future.result()
 
 
 def epoch_inputs(setup: SearchSetup, epoch: int):
@@ -288,14 +246,23 @@ def run_search(
       outputs.write_json_atomic(path, content, indent=1)
 
   metrics_log = outputs.MetricsLog(workdir)
-  if latest is None:
-    with timer('init state') as line:
-      state, start_epoch = jax.block_until_ready(init_state(setup)), 0
-      line.info = f'{count_params(state.params):,} weights'
-  else:
-    with timer('restore checkpoint', f'epoch {latest}'):
-      state, record = checkpointing.restore(manager, latest, abstract_state(setup))
-    start_epoch = int(record['epoch'])
+  abstract = abstract_state(setup)
+  state_future = startup.start_state(
+    timer, lambda: init_state(setup), manager, latest, abstract, count_params(abstract.params)
+  )
+  upcoming = [setup.phase(e) for e in range(latest or 0, setup.total_epochs)]
+  example_args = (abstract, parallel.replicate(darts.init_metrics(), setup.mesh), setup.data)
+  example_args += tuple(epoch_inputs(setup, 0))
+  compiling = startup.compile_steps(
+    timer,
+    {
+      f'{phase} step': (make_step_fn(setup, phase), example_args)
+      for phase in sorted(set(upcoming), key=upcoming.index)  # in order of use
+    },
+  )
+  state, record = startup.wait_state(state_future)
+  start_epoch = 0 if record is None else int(record['epoch'])
+  if record is not None:
     print(f'resuming {workdir} after epoch {start_epoch}', flush=True)
   metrics_log.truncate(start_epoch + 1)
   if start_epoch and outputs.is_writer():
@@ -304,17 +271,12 @@ def run_search(
       os.path.join(workdir, 'genotype.json'), genotypes.genotype_to_json(geno)
     )
 
-  phases = sorted({setup.phase(e) for e in range(start_epoch, setup.total_epochs)})
-  sums = parallel.replicate(darts.init_metrics(), setup.mesh)
-  compiling = compile_phases(
-    setup, phases, (state, sums, setup.data, *epoch_inputs(setup, 0)), timer
-  )
   progress = outputs.Progress(config.log.progress, config.log.every_steps, setup.total_epochs)
   sync_every = config.log.sync_every_steps
 
   for epoch in range(start_epoch, setup.total_epochs):
     phase = setup.phase(epoch)
-    step_fn = compiled_step(compiling, phase)
+    step_fn = startup.wait_compiled(compiling, f'{phase} step')
     train_perm, val_perm, lr = epoch_inputs(setup, epoch)
     sums = parallel.replicate(darts.init_metrics(), setup.mesh)
     progress.start_epoch(epoch, phase, setup.steps_per_epoch)
@@ -357,7 +319,7 @@ def run_search(
     'epochs': setup.total_epochs,
     'genotype': genotypes.genotype_to_json(final),
     'genotype_text': genotypes.format_genotype(final),
-    'compiled_phases': phases,
+    'compiled_phases': sorted(set(upcoming)),
     'phase_seconds': timer.seconds,
     'state': state,
   }
