@@ -65,14 +65,15 @@ def _peak_memory() -> dict[str, Any]:
   return {'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
-def _time_step(step_fn, state, sums, inputs, *, steps: int, batch: int, mesh) -> dict[str, Any]:
+def _time_step(
+  step_fn, state, sums, inputs, *, steps: int, batch: int, mesh, timer: timing.Phases
+) -> dict[str, Any]:
   """Lowers, compiles and times `step_fn(state, sums, *inputs) -> (state, sums)`.
 
   Program size and compile time are reported beside the step time because for these programs
   they are real costs: `lower_s` (tracing and lowering in Python, which no cache saves),
   `hlo_ops` (StableHLO operations of the lowered program), `compile_s` and `first_step_s`.
   """
-  timer = timing.Phases()
   with timer('lower step') as line:
     lowered = step_fn.lower(state, sums, *inputs)
     hlo_ops = timing.count_ops(lowered)
@@ -118,7 +119,6 @@ def time_search_step(config: ml_collections.ConfigDict, steps: int) -> dict[str,
     jax.block_until_ready(setup.data)
   with timer('init state'):
     state = jax.block_until_ready(search_loop.init_state(setup))
-  timer.close()
   data_s, init_s = timer.seconds['build data'], timer.seconds['init state']
   step_fn = search_loop.make_step_fn(setup, 'search')
   inputs = (setup.data, *search_loop.epoch_inputs(setup, 0))
@@ -130,6 +130,7 @@ def time_search_step(config: ml_collections.ConfigDict, steps: int) -> dict[str,
     steps=steps,
     batch=config.search.batch_size,
     mesh=setup.mesh,
+    timer=timer,
   )
   return {
     'order': config.search.order,
@@ -159,7 +160,6 @@ def time_train_step(config: ml_collections.ConfigDict, steps: int) -> dict[str, 
   timer = timing.Phases()
   with timer('init state'):
     state = jax.block_until_ready(retrain.init_state(setup))
-  timer.close()
   init_s = timer.seconds['init state']
   timing_record = _time_step(
     train_fn,
@@ -169,6 +169,7 @@ def time_train_step(config: ml_collections.ConfigDict, steps: int) -> dict[str, 
     steps=steps,
     batch=config.train.batch_size,
     mesh=setup.mesh,
+    timer=timer,
   )
   return {
     'network': config.data.name,
