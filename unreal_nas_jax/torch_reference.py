@@ -20,16 +20,7 @@ import sys
 import time
 from typing import Any
 
-PRIMITIVES = (
-  'none',
-  'max_pool_3x3',
-  'avg_pool_3x3',
-  'skip_connect',
-  'sep_conv_3x3',
-  'sep_conv_5x5',
-  'dil_conv_3x3',
-  'dil_conv_5x5',
-)
+from unreal_nas_jax.space.primitives import PRIMITIVES, reduction_indices
 
 
 def _build(num_classes: int, channels: int, layers: int, steps: int = 4, multiplier: int = 4):
@@ -128,7 +119,7 @@ def _build(num_classes: int, channels: int, layers: int, steps: int = 4, multipl
       self.cells = nn.ModuleList()
       reduction_prev = False
       for i in range(layers):
-        reduction = i in (layers // 3, 2 * layers // 3)
+        reduction = i in reduction_indices(layers)
         if reduction:
           c_curr *= 2
         self.cells.append(Cell(c_pp, c_p, c_curr, reduction, reduction_prev))
