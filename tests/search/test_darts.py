@@ -39,26 +39,24 @@ def _cos(a, b):
 
 def _first_order(setup, state, batch, params=None):
   params = state.params if params is None else params
-  return jax.grad(darts.loss_fn, argnums=2, has_aux=True)(
-    params, state.batch_stats, state.alphas, batch, model=setup.model
-  )[0]
+  grad = jax.jit(jax.grad(functools.partial(darts.loss_fn, model=setup.model), 2, has_aux=True))
+  return grad(params, state.batch_stats, state.alphas, batch)[0]
+
+
+def _virtual_weights(setup, state, batch, eta, cfg):
+  # Jitted: eagerly, every op of the supernet would compile on its own.
+  virtual = jax.jit(functools.partial(darts.virtual_weights, model=setup.model, cfg=cfg))
+  return virtual(state.params, state.batch_stats, state.alphas, state.weight_opt_state, batch, eta)
 
 
 def test_virtual_step_uses_momentum_and_weight_decay(setup_and_batches):
   setup, state, train_batch, _, cfg = setup_and_batches
   eta = 0.05
-  virtual = darts.virtual_weights(
-    state.params,
-    state.batch_stats,
-    state.alphas,
-    state.weight_opt_state,
-    train_batch,
-    eta,
-    model=setup.model,
-    cfg=cfg,
-  )
-  grads = jax.grad(
-    lambda w: darts.loss_fn(w, state.batch_stats, state.alphas, train_batch, model=setup.model)[0]
+  virtual = _virtual_weights(setup, state, train_batch, eta, cfg)
+  grads = jax.jit(
+    jax.grad(
+      lambda w: darts.loss_fn(w, state.batch_stats, state.alphas, train_batch, model=setup.model)[0]
+    )
   )(state.params)
   momentum = state.weight_opt_state[1][1].trace
   expected = jax.tree.map(
@@ -103,16 +101,7 @@ def test_finite_difference_hypergradient_matches_exact(setup_and_batches):
     exact, _, _ = jax.jit(
       functools.partial(darts.second_order_exact_grad, model=setup.model, cfg=cfg)
     )(state64, train64, val64, eta)
-    virtual = darts.virtual_weights(
-      state64.params,
-      state64.batch_stats,
-      state64.alphas,
-      state64.weight_opt_state,
-      train64,
-      eta,
-      model=setup.model,
-      cfg=cfg,
-    )
+    virtual = _virtual_weights(setup, state64, train64, eta, cfg)
     d_alpha = _first_order(setup, state64, val64, params=virtual)
     hvp_fd = jax.tree.map(jnp.subtract, fd, d_alpha)
     hvp_exact = jax.tree.map(jnp.subtract, exact, d_alpha)
