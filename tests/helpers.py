@@ -29,6 +29,8 @@ def cli_env(**extra):
   env = dict(os.environ)
   env['PYTHONPATH'] = os.pathsep.join([str(REPO), env.get('PYTHONPATH', '')]).rstrip(os.pathsep)
   env.setdefault('JAX_PLATFORMS', 'cpu')
+  if 'XLA_FLAGS' in extra:  # add to the suite's flags (tests/conftest.py) rather than replace them
+    extra = {**extra, 'XLA_FLAGS': f'{env.get("XLA_FLAGS", "")} {extra["XLA_FLAGS"]}'.strip()}
   env.update(extra)
   return env
 

@@ -11,6 +11,7 @@ import pytest
 
 from tests.models.per_edge_supernet import PerEdgeNetwork, to_per_edge_variables
 from unreal_nas_jax.models.supernet import SearchNetwork
+from unreal_nas_jax.ops.depthwise import DEPTHWISE_IMPLS
 from unreal_nas_jax.search import darts, optim
 from unreal_nas_jax.search.arch import arch_weights, init_alphas
 from unreal_nas_jax.search.state import SearchState
@@ -93,8 +94,8 @@ def _outputs(model, variables, images, weights):
 
 @pytest.mark.parametrize(
   'sizes,impl,dtype',
-  [(s, 'native', 'float32') for s in SIZES]
-  + [(SIZES[0], 'native', 'float64'), (SIZES[1], 'shift', 'float32'), (SIZES[1], 'xla', 'float32')],
+  # float64 shows exact equality on the 3-node cell; float32 the rounding-level agreement.
+  [(SIZES[0], 'native', 'float64')] + [(SIZES[1], impl, 'float32') for impl in DEPTHWISE_IMPLS],
 )
 def test_fused_supernet_equals_edge_by_edge_definition(sizes, impl, dtype):
   # float32: rounding differs between the two summation orders and is amplified through three
@@ -140,9 +141,10 @@ def _search_state(model, variables, alphas, weight_tx, arch_tx):
   )
 
 
-@pytest.mark.parametrize('hypergradient', ['finite_difference', 'exact'])
-def test_fused_second_order_alpha_gradient_equals_edge_by_edge(hypergradient):
-  """The unrolled (second-order) hypergradient, momentum and weight decay included."""
+def test_fused_second_order_alpha_gradient_equals_edge_by_edge():
+  """The exact unrolled hypergradient (a gradient through a gradient step, momentum and weight
+  decay included). The finite-difference one combines first-order gradients, which the test
+  above compares at arbitrary weights."""
   sizes = SIZES[1]
   fused, reference, images, _, variables = _pair(*sizes)
   steps = sizes[2]
@@ -167,7 +169,7 @@ def test_fused_second_order_alpha_gradient_equals_edge_by_edge(hypergradient):
       (optax.EmptyState(), optax.TraceState(ref_trace['params'])),
     )
   )
-  fn = darts.second_order_exact_grad if hypergradient == 'exact' else darts.second_order_fd_grad
+  fn = darts.second_order_exact_grad
   eta = jnp.float32(0.1)
   grad, val_loss, _ = jax.jit(functools.partial(fn, model=fused, cfg=cfg))(state, train, val, eta)
   ref_grad, ref_loss, _ = jax.jit(functools.partial(fn, model=reference, cfg=cfg))(
@@ -176,10 +178,7 @@ def test_fused_second_order_alpha_gradient_equals_edge_by_edge(hypergradient):
   np.testing.assert_allclose(val_loss, ref_loss, rtol=1e-5)
   for key in grad:
     gmax = float(jnp.abs(ref_grad[key]).max())
-    # The finite difference divides by R ~ 0.01/||v||: float32 rounding of the two perturbed
-    # gradients is amplified, in both implementations alike.
-    tol = 1e-4 if hypergradient == 'exact' else 3e-3
-    np.testing.assert_allclose(grad[key], ref_grad[key], rtol=0, atol=tol * gmax)
+    np.testing.assert_allclose(grad[key], ref_grad[key], rtol=0, atol=1e-4 * gmax)
 
 
 def test_all_weight_on_none_leaves_only_the_classifier_bias():
