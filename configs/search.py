@@ -17,7 +17,7 @@ decay 0; Adam 3e-4, betas (0.5, 0.99), architecture weight decay 0; zero-initial
 Modifiers:
   quick  a CPU-sized run of the same preset: C=8, 3 cells, 16x16 images, 512 examples, batch 32,
          1 warm-up + 3 search epochs (cifar: 4 search epochs), rlgd with 10 fractal categories.
-         About 4 minutes on 2 CPU cores, about half of it compiling.
+         Sized for a few minutes on a CPU (README, Speed).
 
 Every field can be overridden, e.g. `--config.search.order=2 --config.data.num_classes=100`; the
 paper's class-count ablation is a loop over --config.data.num_classes.
@@ -28,18 +28,16 @@ Run:
 
 import ml_collections
 
+from unreal_nas_jax.config_utils import parse_preset
+from unreal_nas_jax.data.datasets import DATASETS
+
 PRESETS = ('rlrn', 'rlgd', 'rlrd', 'cifar10', 'cifar100')
-RANDOM_CLASSES = {'rlrn': 5000, 'rlgd': 5000, 'rlrd': 1000, 'cifar10': 10, 'cifar100': 100}
+RANDOM_CLASSES = {'rlrn': 5000, 'rlgd': 5000, 'rlrd': 1000}
 MODIFIERS = ('quick',)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  preset, *modifiers = (arg or 'rlrn').split(',')
-  if preset not in PRESETS:
-    raise ValueError(f'unknown search preset {preset!r}; allowed: {", ".join(PRESETS)}')
-  for modifier in modifiers:
-    if modifier not in MODIFIERS:
-      raise ValueError(f'unknown config modifier {modifier!r}; allowed: {", ".join(MODIFIERS)}')
+  preset, modifiers = parse_preset(arg, kind='search', presets=PRESETS, modifiers=MODIFIERS)
 
   config = ml_collections.ConfigDict()
   config.preset = arg or 'rlrn'
@@ -49,7 +47,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data = ml_collections.ConfigDict()
   config.data.name = preset  # rlrn | rlgd | rlrd | cifar10 | cifar100
   config.data.num_examples = 25_000  # per half: weights (train) and architecture (val)
-  config.data.num_classes = RANDOM_CLASSES[preset]  # random labels (true classes for cifar)
+  # Random labels; the real-data baselines keep their true classes.
+  config.data.num_classes = RANDOM_CLASSES.get(preset) or DATASETS[preset].num_classes
   config.data.image_size = 32  # CIFAR images are resized when this differs from 32
   config.data.channels = 3
   # rlrn: pixel distribution.

@@ -21,17 +21,14 @@ Run:
 
 import ml_collections
 
+from unreal_nas_jax.config_utils import parse_preset
+
 PRESETS = ('cifar10', 'cifar100', 'imagenet')
 MODIFIERS = ('quick', 'fake_data')
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  preset, *modifiers = (arg or 'cifar10').split(',')
-  if preset not in PRESETS:
-    raise ValueError(f'unknown train preset {preset!r}; allowed: {", ".join(PRESETS)}')
-  for modifier in modifiers:
-    if modifier not in MODIFIERS:
-      raise ValueError(f'unknown config modifier {modifier!r}; allowed: {", ".join(MODIFIERS)}')
+  preset, modifiers = parse_preset(arg, kind='train', presets=PRESETS, modifiers=MODIFIERS)
   imagenet = preset == 'imagenet'
 
   config = ml_collections.ConfigDict()

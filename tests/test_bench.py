@@ -44,7 +44,7 @@ def test_bad_cases_and_orders(config, cases, orders, message):
 
 
 def test_train_config_times_its_retraining_step():
-  from tests.train.test_retrain import tiny_train_config  # noqa: PLC0415
+  from tests.train.test_retrain import tiny_train_config
 
   (record,) = bench.run_bench(tiny_train_config(), steps=1)
   assert record['case'] == 'config' and record['network'] == 'cifar10'
@@ -66,7 +66,7 @@ def test_search_step_record_has_its_phases_and_program_size():
 
 
 def test_torch_reference_is_skipped_with_the_reason_without_torch(monkeypatch):
-  from unreal_nas_jax import torch_reference  # noqa: PLC0415
+  from unreal_nas_jax import torch_reference
 
   monkeypatch.setitem(sys.modules, 'torch', None)  # `import torch` raises ImportError
   assert 'torch is not installed' in torch_reference.time_first_order_step()['skipped']

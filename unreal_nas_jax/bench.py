@@ -31,6 +31,7 @@ from unreal_nas_jax.config_utils import ConfigError, load_config
 from unreal_nas_jax.data import search_data, tfds_cifar
 from unreal_nas_jax.ops.depthwise import resolve_depthwise_impl
 from unreal_nas_jax.search import darts
+from unreal_nas_jax.search.validate import validate_search_config
 from unreal_nas_jax.train import search_loop
 
 BUILTIN_CASES = ('paper', 'small', 'data', 'train_cifar', 'train_imagenet', 'torch_reference')
@@ -113,6 +114,7 @@ def _time_step(
 
 def time_search_step(config: ml_collections.ConfigDict, steps: int) -> dict[str, Any]:
   """Builds, initialises, lowers, compiles and times `steps` search-phase steps of `config`."""
+  validate_search_config(config)
   timer = timing.Phases()
   with timer('build data', config.data.name):
     setup = search_loop.build_search(config)
@@ -148,8 +150,8 @@ def time_search_step(config: ml_collections.ConfigDict, steps: int) -> dict[str,
 
 def time_train_step(config: ml_collections.ConfigDict, steps: int) -> dict[str, Any]:
   """Compiles the retraining step of a train config and times it on one fake batch."""
-  from unreal_nas_jax.data import train_pipeline  # noqa: PLC0415
-  from unreal_nas_jax.train import retrain  # noqa: PLC0415
+  from unreal_nas_jax.data import train_pipeline
+  from unreal_nas_jax.train import retrain
 
   config = ml_collections.ConfigDict(config.to_dict())
   config.data.fake_data = True  # the step's cost, not the input pipeline's
@@ -191,6 +193,7 @@ def _timed(fn, *args):
 
 def time_data(config: ml_collections.ConfigDict, steps: int) -> dict[str, Any]:
   """The build cost and the per-step batch cost of `config`'s dataset (one record)."""
+  validate_search_config(config)
   d = config.data
   record: dict[str, Any] = {
     'dataset': d.name,
@@ -277,6 +280,6 @@ def run_bench(
       if case.startswith('train_'):
         yield {'case': case, **time_train_step(builtin_config(case), steps)}
     if 'torch_reference' in cases:
-      from unreal_nas_jax import torch_reference  # noqa: PLC0415
+      from unreal_nas_jax import torch_reference
 
       yield {'case': 'torch_reference', **torch_reference.time_in_subprocess(steps)}

@@ -6,7 +6,7 @@ import importlib.util
 import json
 import math
 import pathlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import ml_collections
@@ -98,6 +98,41 @@ def require_range(
   if high is not None:
     bounds.append(f'{"<" if high_open else "<="} {high}')
   require(ok, key, value, kind + (' ' + ' and '.join(bounds) if bounds else ''))
+
+
+def validate_run_fields(config: ml_collections.ConfigDict) -> None:
+  """The fields every run has: its seed, checkpoint retention, logging and devices."""
+  require_range(config, 'seed', 0, integer=True)
+  require_range(config, 'checkpoint.max_to_keep', 0, integer=True)
+  require_range(config, 'checkpoint.keep_period', 0, integer=True)
+  require_choice(config, 'log.progress', PROGRESS_MODES)
+  require_range(config, 'log.every_steps', 1, integer=True)
+  require_range(config, 'log.sync_every_steps', 0, integer=True)
+  require_range(config, 'parallel.num_devices', 0, integer=True)
+
+
+def validate_weight_sgd_fields(config: ml_collections.ConfigDict) -> None:
+  """The weights' SGD (`optim.weight_sgd`) and its learning rate, as search and retraining set it."""
+  require_range(config, 'optim.lr', 0)
+  require_range(config, 'optim.lr_min', 0, config.optim.lr)
+  require_range(config, 'optim.momentum', 0, 1, high_open=True)
+  require_range(config, 'optim.weight_decay', 0)
+  require_range(config, 'optim.grad_clip', 0)
+
+
+def parse_preset(
+  arg: str | None, *, kind: str, presets: Sequence[str], modifiers: Sequence[str]
+) -> tuple[str, tuple[str, ...]]:
+  """Splits a config argument 'preset[,modifier...]' (`presets[0]` when empty) and checks it."""
+  preset, *given = (arg or presets[0]).split(',')
+  if preset not in presets:
+    raise ConfigError(f'unknown {kind} preset {preset!r}; allowed: {", ".join(presets)}')
+  for modifier in given:
+    if modifier not in modifiers:
+      raise ConfigError(
+        f'unknown config modifier {modifier!r} of {kind} presets; allowed: {", ".join(modifiers)}'
+      )
+  return preset, tuple(given)
 
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]

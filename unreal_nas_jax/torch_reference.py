@@ -24,8 +24,8 @@ from unreal_nas_jax.space.primitives import PRIMITIVES, reduction_indices
 
 
 def _build(num_classes: int, channels: int, layers: int, steps: int = 4, multiplier: int = 4):
-  import torch  # noqa: PLC0415 (optional dependency)
-  from torch import nn  # noqa: PLC0415
+  import torch  # optional dependency
+  from torch import nn
 
   def relu_conv_bn(c_in, c_out, k, stride, pad):
     return nn.Sequential(
@@ -153,7 +153,7 @@ def time_first_order_step(
 ) -> dict[str, Any]:
   """Builds the reference supernet and times its first-order search step (one record)."""
   try:
-    import torch  # noqa: PLC0415
+    import torch
   except ImportError:
     return {'skipped': 'torch is not installed (pip install torch); nothing to compare with'}
   torch.manual_seed(0)

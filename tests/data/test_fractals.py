@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from unreal_nas_jax.data import fractals as F
+from unreal_nas_jax.files import write_json_atomic
 
 NUM_CATEGORIES = 4
 # Small renders keep the tests fast; the behaviour does not depend on the size.
@@ -280,7 +281,7 @@ def test_json_round_trip(cats, tmp_path):
     assert all(len(row) == 6 for row in entry['maps'])
   back = F.categories_from_json(json.loads(json.dumps(data)))
   path = tmp_path / 'fractal_categories.json'
-  F.save_categories(path, cats)
+  write_json_atomic(path, F.categories_to_json(cats), indent=1)
   loaded = F.load_categories(path)
   for restored in (back, loaded):
     for a, b in zip(jax.tree.leaves(cats), jax.tree.leaves(restored), strict=True):
@@ -292,9 +293,9 @@ def test_json_round_trip(cats, tmp_path):
   )
 
 
-def test_make_fractal_images_reusing_categories(cats):
-  images, category, used = F.make_fractal_images(
-    3, num_examples=16, categories=cats, render_kwargs=dict(num_points=512), image_size=16
+def test_render_images_of_given_categories(cats):
+  images, category = F.render_images(
+    jax.random.PRNGKey(3), cats, num_examples=16, num_points=512, image_size=16
   )
   assert images.shape == (16, 16, 16, 3) and category.shape == (16,)
-  assert used is cats
+  assert set(np.unique(np.asarray(category))) <= set(range(len(cats.num_maps)))

@@ -70,7 +70,7 @@ def test_mean_std_and_many_classes():
 
 
 def test_label_stream_is_independent_of_pixels():
-  key = noise.noise_keys(0)
+  key = search_data.data_seed_key(0)
   labels = noise.random_labels(key, jnp.arange(100), 2)
   assert 20 < int(labels.sum()) < 80
 

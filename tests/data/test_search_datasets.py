@@ -11,6 +11,7 @@ import tensorflow_datasets as tfds
 
 from unreal_nas_jax.config_utils import ConfigError, load_config
 from unreal_nas_jax.data import augment, fractals, search_data, tfds_cifar
+from unreal_nas_jax.data.datasets import DATASETS
 
 
 def _data_config(preset, **overrides):
@@ -136,7 +137,9 @@ def test_rlrd_is_the_first_images_normalised_with_random_labels():
   with _indexed_cifar(200):
     raw, _ = tfds_cifar.load_train_images('cifar10')
     built = search_data.make_search_data(config, seed=0)
-  mean, std = (np.asarray(s, np.float32) for s in tfds_cifar.CIFAR_STATS['cifar10'])
+  mean, std = (
+    np.asarray(s, np.float32) for s in (DATASETS['cifar10'].mean, DATASETS['cifar10'].std)
+  )
   expected = (raw[:64].astype(np.float32) / 255.0 - mean) / std
   np.testing.assert_allclose(built.arrays['images'], expected, atol=1e-6)
   np.testing.assert_array_equal(built.arrays['labels'], search_data.random_labels(0, 64, 1000))
@@ -166,9 +169,7 @@ def test_real_cifar_uses_two_disjoint_halves_with_true_labels_and_augments_both(
   # Augmented: not the stored images, but a crop of the padded (or flipped) stored image.
   stored = np.asarray(built.arrays['images'])
   assert not np.allclose(train_images, stored[:50])
-  pad = -np.asarray(tfds_cifar.CIFAR_STATS['cifar10'][0]) / np.asarray(
-    tfds_cifar.CIFAR_STATS['cifar10'][1]
-  )
+  pad = -np.asarray(DATASETS['cifar10'].mean) / np.asarray(DATASETS['cifar10'].std)
   for images, offset in ((train_images, 0), (val_images, 50)):
     for i in (0, 17, 49):
       assert _is_crop_or_flipped_crop(np.asarray(images[i]), stored[offset + i], 4, pad)

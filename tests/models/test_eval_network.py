@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from unreal_nas_jax.models import eval_network as en
-from unreal_nas_jax.space import genotypes
+from unreal_nas_jax.space import genotypes, published
 
 RNGS = {'params': jax.random.PRNGKey(0), 'drop_path': jax.random.PRNGKey(1)}
 
@@ -17,7 +17,7 @@ def _shapes(model, image_shape):
 
 
 def test_darts_v2_parameter_counts_match_the_reference():
-  darts_v2 = genotypes.get_genotype('DARTS_V2')
+  darts_v2 = published.get_genotype('DARTS_V2')
   cifar = en.NetworkCIFAR(darts_v2, num_classes=10, channels=36, layers=20)
   assert en.count_params(_shapes(cifar, (32, 32, 3))['params']) == 3_349_342
   imagenet = en.NetworkImageNet(darts_v2, num_classes=1000, channels=48, layers=14)
@@ -25,7 +25,7 @@ def test_darts_v2_parameter_counts_match_the_reference():
 
 
 def test_auxiliary_head_is_excluded_from_the_count_but_present():
-  darts_v2 = genotypes.get_genotype('DARTS_V2')
+  darts_v2 = published.get_genotype('DARTS_V2')
   params = _shapes(en.NetworkCIFAR(darts_v2, 10, 36, 20), (32, 32, 3))['params']
   aux = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params[en.AUXILIARY]))
   # 1x1 conv C_aux -> 128, BN 128, 2x2 conv 128 -> 768, BN 768, dense 768 -> 10.
@@ -39,14 +39,14 @@ def test_auxiliary_head_is_excluded_from_the_count_but_present():
 
 
 def test_darts_v2_cifar_madds_is_the_published_528m():
-  darts_v2 = genotypes.get_genotype('DARTS_V2')
+  darts_v2 = published.get_genotype('DARTS_V2')
   madds = en.count_madds(en.NetworkCIFAR(darts_v2, 10, 36, 20), (32, 32, 3))
   assert madds == pytest.approx(528e6, rel=0.002)
 
 
 @pytest.mark.parametrize('name', ['NASNet', 'AmoebaNet', 'DARTS_V1', 'PC_DARTS_image'])
 def test_every_published_cell_runs_with_its_ops(name):
-  model = en.NetworkCIFAR(genotypes.get_genotype(name), num_classes=7, channels=8, layers=5)
+  model = en.NetworkCIFAR(published.get_genotype(name), num_classes=7, channels=8, layers=5)
   images = jax.random.normal(jax.random.PRNGKey(2), (4, 32, 32, 3))
   variables = model.init(RNGS, images, 0.1, train=True)
   (logits, aux), _ = model.apply(
@@ -62,7 +62,7 @@ def test_every_published_cell_runs_with_its_ops(name):
 
 
 def test_too_small_images_for_the_auxiliary_head_are_a_clear_error():
-  model = en.NetworkCIFAR(genotypes.get_genotype('DARTS_V2'), num_classes=3, channels=4, layers=3)
+  model = en.NetworkCIFAR(published.get_genotype('DARTS_V2'), num_classes=3, channels=4, layers=3)
   with pytest.raises(
     ValueError, match='auxiliary head needs a feature map of at least 5x5, got 4x4'
   ):
@@ -71,7 +71,7 @@ def test_too_small_images_for_the_auxiliary_head_are_a_clear_error():
 
 def test_auxiliary_logits_only_in_training():
   model = en.NetworkImageNet(
-    genotypes.get_genotype('DARTS_V2'), num_classes=5, channels=8, layers=5
+    published.get_genotype('DARTS_V2'), num_classes=5, channels=8, layers=5
   )
   images = jax.random.normal(jax.random.PRNGKey(3), (2, 224, 224, 3))
   variables = model.init(RNGS, images, 0.0, train=True)
@@ -148,7 +148,7 @@ def test_scanned_cells_equal_the_unrolled_network(network, layers, size):
   assert en.cell_runs(20, 13) == [
     (0, 1), (1, 2), (2, 6), (6, 7), (7, 8), (8, 13), (13, 14), (14, 15), (15, 20)
   ]  # fmt: skip
-  darts_v2 = genotypes.get_genotype('DARTS_V2')
+  darts_v2 = published.get_genotype('DARTS_V2')
   scanned = network(darts_v2, num_classes=5, channels=8, layers=layers)
   unrolled = scanned.clone(scan_cells=False)
   images = jax.random.normal(jax.random.PRNGKey(3), (2, size, size, 3))

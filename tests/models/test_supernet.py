@@ -6,13 +6,13 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from tests.models.per_edge_supernet import PerEdgeNetwork, to_per_edge_variables
+from unreal_nas_jax import optim
 from unreal_nas_jax.models.supernet import SearchNetwork
 from unreal_nas_jax.ops.depthwise import DEPTHWISE_IMPLS
-from unreal_nas_jax.search import darts, optim
+from unreal_nas_jax.search import darts
 from unreal_nas_jax.search.arch import arch_weights, init_alphas
 from unreal_nas_jax.search.state import SearchState
 from unreal_nas_jax.space.primitives import PRIMITIVES, num_edges, reduction_indices
@@ -141,6 +141,11 @@ def _search_state(model, variables, alphas, weight_tx, arch_tx):
   )
 
 
+def _with_trace(state, trace):
+  decay, momentum = optim.direction_state(state.weight_opt_state)
+  return decay, momentum._replace(trace=trace)
+
+
 def test_fused_second_order_alpha_gradient_equals_edge_by_edge():
   """The exact unrolled hypergradient (a gradient through a gradient step, momentum and weight
   decay included). The finite-difference one combines first-order gradients, which the test
@@ -151,28 +156,30 @@ def test_fused_second_order_alpha_gradient_equals_edge_by_edge():
   alphas = init_alphas(jax.random.PRNGKey(3), steps=steps, init='normal', scale=0.5)
   labels = jnp.arange(images.shape[0]) % 5
   train, val = (images, labels), (images[::-1] * 0.5, labels[::-1])
-  weight_tx = optim.make_weight_tx(weight_decay=3e-4, momentum=0.9, grad_clip=5.0)
-  arch_tx = optim.make_arch_tx(lr=3e-4, b1=0.5, b2=0.999, eps=1e-8, weight_decay=1e-3)
-  cfg = {'weight_decay': 3e-4, 'momentum': 0.9}
+  weight_sgd = optim.weight_sgd(weight_decay=3e-4, momentum=0.9, grad_clip=5.0)
+  weight_tx = weight_sgd.tx
+  arch_tx = optim.arch_adam(lr=3e-4, b1=0.5, b2=0.999, eps=1e-8, weight_decay=1e-3)
   state = _search_state(fused, variables, alphas, weight_tx, arch_tx)
   # A non-zero momentum buffer (the virtual step reuses it), mapped onto the reference's weights.
   trace = jax.tree.map(lambda w: 0.3 * jnp.cos(w * 7.0), state.params)
   state = state.replace(
-    weight_opt_state=(state.weight_opt_state[0], (optax.EmptyState(), optax.TraceState(trace)))
+    weight_opt_state={**state.weight_opt_state, 'direction': _with_trace(state, trace)}
   )
   ref_trace = to_per_edge_variables({'params': trace, 'batch_stats': state.batch_stats}, steps)
   ref_vars = to_per_edge_variables(variables, steps)
   ref_state = _search_state(reference, ref_vars, alphas, weight_tx, arch_tx)
   ref_state = ref_state.replace(
-    weight_opt_state=(
-      ref_state.weight_opt_state[0],
-      (optax.EmptyState(), optax.TraceState(ref_trace['params'])),
-    )
+    weight_opt_state={
+      **ref_state.weight_opt_state,
+      'direction': _with_trace(ref_state, ref_trace['params']),
+    }
   )
   fn = darts.second_order_exact_grad
   eta = jnp.float32(0.1)
-  grad, val_loss, _ = jax.jit(functools.partial(fn, model=fused, cfg=cfg))(state, train, val, eta)
-  ref_grad, ref_loss, _ = jax.jit(functools.partial(fn, model=reference, cfg=cfg))(
+  grad, val_loss, _ = jax.jit(functools.partial(fn, model=fused, weight_sgd=weight_sgd))(
+    state, train, val, eta
+  )
+  ref_grad, ref_loss, _ = jax.jit(functools.partial(fn, model=reference, weight_sgd=weight_sgd))(
     ref_state, train, val, eta
   )
   np.testing.assert_allclose(val_loss, ref_loss, rtol=1e-5)

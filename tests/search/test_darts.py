@@ -9,7 +9,8 @@ import optax
 import pytest
 
 from tests.conftest import tiny_search_config
-from unreal_nas_jax.search import darts, optim
+from unreal_nas_jax import optim
+from unreal_nas_jax.search import darts
 from unreal_nas_jax.train import search_loop
 
 
@@ -25,8 +26,7 @@ def setup_and_batches():
   idx = jnp.arange(8, dtype=jnp.int32)
   train_batch = setup.batch_fn(setup.data, idx, 'train')
   val_batch = setup.batch_fn(setup.data, idx + 8, 'val')
-  weight_cfg = {'weight_decay': 3e-4, 'momentum': 0.9}
-  return setup, state, train_batch, val_batch, weight_cfg
+  return setup, state, train_batch, val_batch
 
 
 def _cos(a, b):
@@ -43,22 +43,24 @@ def _first_order(setup, state, batch, params=None):
   return grad(params, state.batch_stats, state.alphas, batch)[0]
 
 
-def _virtual_weights(setup, state, batch, eta, cfg):
+def _virtual_weights(setup, state, batch, eta):
   # Jitted: eagerly, every op of the supernet would compile on its own.
-  virtual = jax.jit(functools.partial(darts.virtual_weights, model=setup.model, cfg=cfg))
+  virtual = jax.jit(
+    functools.partial(darts.virtual_weights, model=setup.model, weight_sgd=setup.weight_sgd)
+  )
   return virtual(state.params, state.batch_stats, state.alphas, state.weight_opt_state, batch, eta)
 
 
 def test_virtual_step_uses_momentum_and_weight_decay(setup_and_batches):
-  setup, state, train_batch, _, cfg = setup_and_batches
+  setup, state, train_batch, _ = setup_and_batches
   eta = 0.05
-  virtual = _virtual_weights(setup, state, train_batch, eta, cfg)
+  virtual = _virtual_weights(setup, state, train_batch, eta)
   grads = jax.jit(
     jax.grad(
       lambda w: darts.loss_fn(w, state.batch_stats, state.alphas, train_batch, model=setup.model)[0]
     )
   )(state.params)
-  momentum = state.weight_opt_state[1][1].trace
+  momentum = optim.direction_state(state.weight_opt_state)[1].trace
   expected = jax.tree.map(
     lambda w, g, m: w - eta * (0.9 * m + g + 3e-4 * w), state.params, grads, momentum
   )
@@ -69,9 +71,9 @@ def test_virtual_step_uses_momentum_and_weight_decay(setup_and_batches):
 
 @pytest.mark.parametrize('hypergradient', ['finite_difference', 'exact'])
 def test_second_order_with_zero_lr_equals_first_order(setup_and_batches, hypergradient):
-  setup, state, train_batch, val_batch, cfg = setup_and_batches
+  setup, state, train_batch, val_batch = setup_and_batches
   fn = darts.second_order_exact_grad if hypergradient == 'exact' else darts.second_order_fd_grad
-  grad, _, _ = jax.jit(functools.partial(fn, model=setup.model, cfg=cfg))(
+  grad, _, _ = jax.jit(functools.partial(fn, model=setup.model, weight_sgd=setup.weight_sgd))(
     state, train_batch, val_batch, jnp.float32(0.0)
   )
   expected = _first_order(setup, state, val_batch)
@@ -87,7 +89,7 @@ def test_finite_difference_hypergradient_matches_exact(setup_and_batches):
   Hessian-vector-product term on its own agree. (At the reference's radius 0.01 a tiny supernet
   crosses many kinks, and the quotient becomes a smoothed Hessian; see the README.)
   """
-  setup, state, train_batch, val_batch, cfg = setup_and_batches
+  setup, state, train_batch, val_batch = setup_and_batches
   with jax.enable_x64(True):
 
     def f64(t):
@@ -96,12 +98,16 @@ def test_finite_difference_hypergradient_matches_exact(setup_and_batches):
     state64, train64, val64 = f64(state), f64(train_batch), f64(val_batch)
     eta = jnp.float64(0.5)
     fd, _, _ = jax.jit(
-      functools.partial(darts.second_order_fd_grad, model=setup.model, cfg=cfg, radius=1e-7)
+      functools.partial(
+        darts.second_order_fd_grad, model=setup.model, weight_sgd=setup.weight_sgd, radius=1e-7
+      )
     )(state64, train64, val64, eta)
     exact, _, _ = jax.jit(
-      functools.partial(darts.second_order_exact_grad, model=setup.model, cfg=cfg)
+      functools.partial(
+        darts.second_order_exact_grad, model=setup.model, weight_sgd=setup.weight_sgd
+      )
     )(state64, train64, val64, eta)
-    virtual = _virtual_weights(setup, state64, train64, eta, cfg)
+    virtual = _virtual_weights(setup, state64, train64, eta)
     d_alpha = _first_order(setup, state64, val64, params=virtual)
     hvp_fd = jax.tree.map(jnp.subtract, fd, d_alpha)
     hvp_exact = jax.tree.map(jnp.subtract, exact, d_alpha)
@@ -113,7 +119,7 @@ def test_finite_difference_hypergradient_matches_exact(setup_and_batches):
 
 def test_weight_transform_matches_torch_sgd_order():
   """clip to global norm 5, then coupled L2, then momentum (torch SGD after clip_grad_norm_)."""
-  tx = optim.make_weight_tx(weight_decay=0.1, momentum=0.9, grad_clip=5.0)
+  tx = optim.weight_sgd(weight_decay=0.1, momentum=0.9, grad_clip=5.0).tx
   params = {'w': jnp.arange(4.0), 'b': jnp.ones(3)}
   state = tx.init(params)
   buf = jax.tree.map(jnp.zeros_like, params)
@@ -129,7 +135,7 @@ def test_weight_transform_matches_torch_sgd_order():
 
 
 def test_arch_transform_is_adam_with_coupled_decay():
-  tx = optim.make_arch_tx(lr=3e-4, b1=0.5, b2=0.999, eps=1e-8, weight_decay=1e-3)
+  tx = optim.arch_adam(lr=3e-4, b1=0.5, b2=0.999, eps=1e-8, weight_decay=1e-3)
   alphas = {'normal': jnp.full((2, 3), 0.5)}
   grads = {'normal': jnp.asarray([[1.0, -2.0, 0.5], [0.0, 3.0, -1.0]])}
   updates, _ = tx.update(grads, tx.init(alphas), alphas)
@@ -152,7 +158,7 @@ def test_cosine_learning_rate_matches_reference_formula():
 
 
 def test_search_step_updates_alphas_then_weights_and_counts(setup_and_batches):
-  setup, state, _, _, _ = setup_and_batches
+  setup, state, _, _ = setup_and_batches
   step = search_loop.make_step_fn(setup, 'search')
   train_perm, val_perm, lr = search_loop.epoch_inputs(setup, 1)
   before = jax.device_get(state)

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from unreal_nas_jax.space import derive, published
 from unreal_nas_jax.space import genotypes as G
 from unreal_nas_jax.space.primitives import NUM_OPS, PRIMITIVES, edge_list, node_edge_ranges
 
@@ -78,7 +79,7 @@ def softmax(x):
 
 
 def test_zero_alphas_take_two_lowest_edges_with_max_pool():
-  g = G.derive_genotype(zeros(), zeros())
+  g = derive.derive_genotype(zeros(), zeros())
   expected = (('max_pool_3x3', 0), ('max_pool_3x3', 1)) * 4
   assert g == G.Genotype(expected, (2, 3, 4, 5), expected, (2, 3, 4, 5))
 
@@ -91,7 +92,7 @@ def test_strength_order_within_node_and_op_argmax():
   # Node 0: the higher-index edge is stronger, so it must come first.
   a[edge_index(0, 1), OP['avg_pool_3x3']] = 2.0
   a[edge_index(0, 0), OP['skip_connect']] = 1.0
-  g = G.derive_genotype(a, zeros())
+  g = derive.derive_genotype(a, zeros())
   assert g.normal[0:2] == (('avg_pool_3x3', 1), ('skip_connect', 0))
   assert g.normal[2:4] == (('max_pool_3x3', 0), ('max_pool_3x3', 1))
   assert g.normal[4:6] == (('sep_conv_5x5', 2), ('dil_conv_3x3', 0))
@@ -107,7 +108,7 @@ def test_none_weight_is_ignored_for_ranking_and_op():
   # Node 0 keeps both edges regardless; the `none`-dominated one must still name a real op.
   a[edge_index(0, 0), OP['none']] = 8.0
   a[edge_index(0, 0), OP['dil_conv_5x5']] = 1.0
-  g = G.derive_genotype(a, zeros())
+  g = derive.derive_genotype(a, zeros())
   # Node 0: edge from source 0 has non-none max e/(e^8+e+6), far below source 1's 1/8.
   assert g.normal[0:2] == (('max_pool_3x3', 1), ('dil_conv_5x5', 0))
   assert g.normal[2:4] == (('sep_conv_3x3', 2), ('max_pool_3x3', 1))
@@ -118,7 +119,7 @@ def test_exact_edge_ties_keep_lower_edge_index():
   # Node 3 (edges 9-13): three identical strongest edges from sources 3, 1 and 4.
   for source in (4, 1, 3):
     a[edge_index(3, source), OP['skip_connect']] = 2.0
-  g = G.derive_genotype(a, zeros())
+  g = derive.derive_genotype(a, zeros())
   assert g.normal[6:8] == (('skip_connect', 1), ('skip_connect', 3))
 
 
@@ -126,7 +127,7 @@ def test_exact_op_ties_pick_lowest_op_index():
   a = zeros()
   a[edge_index(0, 0), [OP['dil_conv_3x3'], OP['sep_conv_5x5']]] = 2.0
   a[edge_index(0, 1), [OP['dil_conv_5x5'], OP['avg_pool_3x3'], OP['skip_connect']]] = 1.0
-  g = G.derive_genotype(a, zeros())
+  g = derive.derive_genotype(a, zeros())
   assert g.normal[0:2] == (('sep_conv_5x5', 0), ('avg_pool_3x3', 1))
 
 
@@ -135,11 +136,11 @@ def test_reduce_cell_is_derived_independently_of_normal():
   normal[edge_index(1, 2), OP['sep_conv_3x3']] = 2.0
   reduce[edge_index(1, 1), OP['dil_conv_5x5']] = 2.0
   reduce[edge_index(3, 4), OP['avg_pool_3x3']] = 2.0
-  g = G.derive_genotype(normal, reduce)
+  g = derive.derive_genotype(normal, reduce)
   assert g.normal[2:4] == (('sep_conv_3x3', 2), ('max_pool_3x3', 0))
   assert g.reduce[2:4] == (('dil_conv_5x5', 1), ('max_pool_3x3', 0))
   assert g.reduce[6:8] == (('avg_pool_3x3', 4), ('max_pool_3x3', 0))
-  swapped = G.derive_genotype(reduce, normal)
+  swapped = derive.derive_genotype(reduce, normal)
   assert (swapped.normal, swapped.reduce) == (g.reduce, g.normal)
 
 
@@ -148,7 +149,7 @@ def test_pc_darts_edge_weights_change_ranking():
   # Node 1 (edges 2-4): without betas source 0 (0.51) beats source 2 (0.28) beats source 1 (0.125).
   a[edge_index(1, 0), OP['sep_conv_3x3']] = 2.0
   a[edge_index(1, 2), OP['dil_conv_5x5']] = 1.0
-  plain = G.derive_genotype(a, zeros())
+  plain = derive.derive_genotype(a, zeros())
   assert plain.normal[2:4] == (('sep_conv_3x3', 0), ('dil_conv_5x5', 2))
 
   def betas(node1):
@@ -157,14 +158,14 @@ def test_pc_darts_edge_weights_change_ranking():
     return b
 
   # Reordered: 0.51 * 0.1 < 0.28 * 0.6.
-  g = G.derive_genotype(a, zeros(), edge_weights_normal=betas([0.1, 0.3, 0.6]))
+  g = derive.derive_genotype(a, zeros(), edge_weights_normal=betas([0.1, 0.3, 0.6]))
   assert g.normal[2:4] == (('dil_conv_5x5', 2), ('sep_conv_3x3', 0))
   # A different edge kept: the 1/8 edge from source 1 wins with beta 0.9.
-  g = G.derive_genotype(a, zeros(), edge_weights_normal=betas([0.05, 0.9, 0.05]))
+  g = derive.derive_genotype(a, zeros(), edge_weights_normal=betas([0.05, 0.9, 0.05]))
   assert g.normal[2:4] == (('max_pool_3x3', 1), ('sep_conv_3x3', 0))
   # Betas of one cell do not touch the other cell.
   assert g.reduce == plain.reduce
-  g = G.derive_genotype(a, zeros(), edge_weights_reduce=betas([0.05, 0.9, 0.05]))
+  g = derive.derive_genotype(a, zeros(), edge_weights_reduce=betas([0.05, 0.9, 0.05]))
   assert g.normal == plain.normal
 
 
@@ -175,7 +176,7 @@ def test_matches_reference_parse_on_random_alphas(seed):
   normal = rng.integers(-2, 3, size=(14, NUM_OPS)).astype(np.float64)
   reduce = rng.normal(size=(14, NUM_OPS))
   beta = np.concatenate([softmax(rng.normal(size=e - s)) for s, e in node_edge_ranges(4)])
-  g = G.derive_genotype(normal, reduce, edge_weights_reduce=beta)
+  g = derive.derive_genotype(normal, reduce, edge_weights_reduce=beta)
   assert g.normal == reference_parse(softmax(normal))
   assert g.reduce == reference_parse(softmax(reduce) * beta[:, None])
 
@@ -191,10 +192,10 @@ def _searchable(g):
   )
 
 
-@pytest.mark.parametrize('name', [n for n in PUBLISHED if _searchable(G.GENOTYPES[n])])
+@pytest.mark.parametrize('name', [n for n in PUBLISHED if _searchable(published.GENOTYPES[n])])
 def test_derivation_inverts_published_genotypes(name):
   """Alphas that encode a published cell (first listed input strongest) derive it back exactly."""
-  g = G.get_genotype(name)
+  g = published.get_genotype(name)
 
   def encode(genes):
     a = zeros()
@@ -202,20 +203,22 @@ def test_derivation_inverts_published_genotypes(name):
       a[edge_index(k // 2, source), OP[op]] = 3.0 - k % 2
     return a
 
-  assert G.derive_genotype(encode(g.normal), jnp.asarray(encode(g.reduce))) == g
+  assert derive.derive_genotype(encode(g.normal), jnp.asarray(encode(g.reduce))) == g
 
 
 def test_steps_and_multiplier_set_concat_and_jax_input():
-  g = G.derive_genotype(jnp.zeros((5, NUM_OPS)), jnp.zeros((5, NUM_OPS)), steps=2, multiplier=2)
+  g = derive.derive_genotype(
+    jnp.zeros((5, NUM_OPS)), jnp.zeros((5, NUM_OPS)), steps=2, multiplier=2
+  )
   assert g.normal_concat == g.reduce_concat == (2, 3)
   assert len(g.normal) == len(g.reduce) == 4
-  assert G.derive_genotype(zeros(), zeros(), multiplier=3).normal_concat == (3, 4, 5)
+  assert derive.derive_genotype(zeros(), zeros(), multiplier=3).normal_concat == (3, 4, 5)
 
 
 def test_derive_cell_on_softmaxed_weights():
   w = softmax(zeros())
   w[edge_index(0, 1), OP['sep_conv_3x3']] = 0.9
-  assert G.derive_cell(w, 4)[0] == ('sep_conv_3x3', 1)
+  assert derive.derive_cell(w, 4)[0] == ('sep_conv_3x3', 1)
 
 
 @pytest.mark.parametrize(
@@ -232,7 +235,7 @@ def test_derive_cell_on_softmaxed_weights():
 def test_derive_rejects_bad_inputs(kwargs, match):
   args = {'alphas_normal': zeros(), 'alphas_reduce': zeros(), **kwargs}
   with pytest.raises(ValueError, match=match):
-    G.derive_genotype(args.pop('alphas_normal'), args.pop('alphas_reduce'), **args)
+    derive.derive_genotype(args.pop('alphas_normal'), args.pop('alphas_reduce'), **args)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -241,7 +244,7 @@ def test_derive_rejects_bad_inputs(kwargs, match):
 
 
 def test_to_json_layout():
-  d = G.genotype_to_json(G.DARTS_V2)
+  d = G.genotype_to_json(published.DARTS_V2)
   assert list(d) == ['normal', 'normal_concat', 'reduce', 'reduce_concat']
   assert d['normal'][:2] == [['sep_conv_3x3', 0], ['sep_conv_3x3', 1]]
   assert d['normal'][-1] == ['dil_conv_3x3', 2]
@@ -249,34 +252,34 @@ def test_to_json_layout():
   assert all(type(x) is list for x in d['reduce'])
 
 
-@pytest.mark.parametrize('name', G.genotype_names())
+@pytest.mark.parametrize('name', published.genotype_names())
 def test_json_round_trip(name):
-  g = G.get_genotype(name)
+  g = published.get_genotype(name)
   assert G.genotype_from_json(G.genotype_to_json(g)) == g
   assert G.genotype_from_json(json.loads(json.dumps(G.genotype_to_json(g)))) == g
 
 
 def test_save_load_round_trip(tmp_path):
   path = tmp_path / 'genotype.json'
-  G.save_genotype(path, G.AmoebaNet)
-  assert G.load_genotype(path) == G.AmoebaNet
-  assert G.load_genotype(str(path)) == G.AmoebaNet
+  G.save_genotype(path, published.AmoebaNet)
+  assert G.load_genotype(path) == published.AmoebaNet
+  assert G.load_genotype(str(path)) == published.AmoebaNet
 
 
 def _mutated(**changes):
-  d = G.genotype_to_json(G.DARTS_V2)
+  d = G.genotype_to_json(published.DARTS_V2)
   d.update(changes)
   return d
 
 
 def _without(field):
-  d = G.genotype_to_json(G.DARTS_V2)
+  d = G.genotype_to_json(published.DARTS_V2)
   del d[field]
   return d
 
 
 def _replace_gene(k, gene, field='normal'):
-  d = G.genotype_to_json(G.DARTS_V2)
+  d = G.genotype_to_json(published.DARTS_V2)
   d[field][k] = gene
   return d
 
@@ -295,7 +298,7 @@ def _replace_gene(k, gene, field='normal'):
     (_replace_gene(0, ['sep_conv_3x3', -1]), ["'normal[0]'", 'out of range']),
     (_replace_gene(1, ['sep_conv_3x3', '1']), ["'normal[1]'", 'integer']),
     (_replace_gene(1, ['sep_conv_3x3', True]), ["'normal[1]'", 'integer']),
-    (_mutated(normal=G.genotype_to_json(G.DARTS_V2)['normal'][:7]), ["'normal'", 'even']),
+    (_mutated(normal=G.genotype_to_json(published.DARTS_V2)['normal'][:7]), ["'normal'", 'even']),
     (_mutated(normal=[]), ["'normal'", 'empty']),
     (_mutated(reduce='oops'), ["'reduce'", 'list']),
     (_mutated(normal_concat=[2, 3, 4, 6]), ["'normal_concat[3]'", 'out of range', '2..5']),
@@ -336,46 +339,46 @@ def test_load_errors_name_path_and_field(tmp_path):
 
 
 def test_names_and_aliases():
-  assert G.genotype_names() == PUBLISHED + list(ALIASES)
+  assert published.genotype_names() == PUBLISHED + list(ALIASES)
   for alias, target in ALIASES.items():
-    assert G.get_genotype(alias) == G.get_genotype(target)
-    assert getattr(G, alias) is getattr(G, target)
+    assert published.get_genotype(alias) == published.get_genotype(target)
+    assert getattr(published, alias) is getattr(published, target)
 
 
 def test_unknown_name_lists_known_names():
   with pytest.raises(ValueError) as info:
-    G.get_genotype('DARTS_V3')
+    published.get_genotype('DARTS_V3')
   msg = str(info.value)
   assert '\n' not in msg and "'DARTS_V3'" in msg
-  for name in G.genotype_names():
+  for name in published.genotype_names():
     assert name in msg
 
 
 def test_published_cells_are_valid_and_distinct():
   for name in PUBLISHED:
-    assert G.validate_genotype(G.GENOTYPES[name]) == G.GENOTYPES[name]
-  assert len({G.GENOTYPES[n] for n in PUBLISHED}) == len(PUBLISHED)
+    assert G.validate_genotype(published.GENOTYPES[name]) == published.GENOTYPES[name]
+  assert len({published.GENOTYPES[n] for n in PUBLISHED}) == len(PUBLISHED)
 
 
 def test_count_op():
-  assert G.count_op(G.DARTS_V2) == 2
-  assert G.count_op(G.DARTS_V2, 'skip_connect', 'reduce') == 3
-  assert G.count_op(G.DARTS_V2, 'max_pool_3x3', 'reduce') == 5
-  assert G.count_op(G.DARTS_V1, cell='normal') == 3
-  assert G.count_op(G.AmoebaNet, 'sep_conv_7x7', 'reduce') == 2
-  assert G.count_op(G.PC_DARTS_cifar, 'skip_connect', 'reduce') == 0
+  assert G.count_op(published.DARTS_V2) == 2
+  assert G.count_op(published.DARTS_V2, 'skip_connect', 'reduce') == 3
+  assert G.count_op(published.DARTS_V2, 'max_pool_3x3', 'reduce') == 5
+  assert G.count_op(published.DARTS_V1, cell='normal') == 3
+  assert G.count_op(published.AmoebaNet, 'sep_conv_7x7', 'reduce') == 2
+  assert G.count_op(published.PC_DARTS_cifar, 'skip_connect', 'reduce') == 0
   with pytest.raises(ValueError, match='cell'):
-    G.count_op(G.DARTS_V2, cell='both')
+    G.count_op(published.DARTS_V2, cell='both')
 
 
 def test_format_genotype():
-  assert G.format_genotype(G.DARTS_V2) == (
+  assert G.format_genotype(published.DARTS_V2) == (
     'normal: sep_conv_3x3@0 sep_conv_3x3@1 | sep_conv_3x3@0 sep_conv_3x3@1 | '
     'sep_conv_3x3@1 skip_connect@0 | skip_connect@0 dil_conv_3x3@2 (concat [2, 3, 4, 5])\n'
     'reduce: max_pool_3x3@0 max_pool_3x3@1 | skip_connect@2 max_pool_3x3@1 | '
     'max_pool_3x3@0 skip_connect@2 | skip_connect@2 max_pool_3x3@1 (concat [2, 3, 4, 5])'
   )
-  assert G.format_genotype(G.NASNet).endswith('(concat [4, 5, 6])')
+  assert G.format_genotype(published.NASNet).endswith('(concat [4, 5, 6])')
 
 
 def _parse_md_cell(text):
@@ -397,6 +400,6 @@ def test_published_genotypes_match_spec_file():
     parsed[m[1]] = G.Genotype(normal, normal_concat, reduce, reduce_concat)
   assert list(parsed) == PUBLISHED
   for name, g in parsed.items():
-    assert G.GENOTYPES[name] == g, name
+    assert published.GENOTYPES[name] == g, name
   aliases = dict(re.findall(r'`(\w+) = (\w+)`', text))
   assert aliases == {k: v for k, v in ALIASES.items() if 'ImageNet' not in k}

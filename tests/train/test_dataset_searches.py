@@ -85,7 +85,7 @@ def test_cifar10_search_on_a_tfds_build_of_fake_binaries(tmp_path, monkeypatch):
   assert tfds.builder('cifar10', data_dir=data_dir).is_prepared()
 
   # The search read the images in the release's order: the first 16 for the weights.
-  from unreal_nas_jax.data import tfds_cifar  # noqa: PLC0415
+  from unreal_nas_jax.data import tfds_cifar
 
   raw, true_labels = tfds_cifar.load_train_images('cifar10', data_dir)
   np.testing.assert_array_equal(raw, images)

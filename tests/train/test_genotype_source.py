@@ -6,14 +6,14 @@ import pytest
 
 from tests.helpers import run_cli
 from unreal_nas_jax.config_utils import ConfigError
-from unreal_nas_jax.space import genotypes
+from unreal_nas_jax.space import genotypes, published
 from unreal_nas_jax.train.genotype_source import resolve_genotype
 
 
 def test_published_name_and_genotype_file(tmp_path):
   genotype, source = resolve_genotype('PC_DARTS_cifar')
   assert (
-    genotype == genotypes.get_genotype('PC_DARTS_cifar') and source == 'published PC_DARTS_cifar'
+    genotype == published.get_genotype('PC_DARTS_cifar') and source == 'published PC_DARTS_cifar'
   )
   path = tmp_path / 'cell.json'
   genotypes.save_genotype(path, genotype)
@@ -51,7 +51,7 @@ def test_cli_genotype_json_and_plot(tmp_path):
   record = json.loads(done.stdout.strip().splitlines()[-1])
   assert record['params'] == {'cifar10': 3_349_342, 'cifar100': 3_401_272, 'imagenet': 4_718_752}
   assert set(record['madds']) == {'cifar10', 'cifar100', 'imagenet'}
-  assert record['genotype'] == genotypes.genotype_to_json(genotypes.get_genotype('DARTS_V2'))
+  assert record['genotype'] == genotypes.genotype_to_json(published.get_genotype('DARTS_V2'))
   assert plot.read_text().lstrip().startswith('<?xml') and 'sep_conv_3x3' in plot.read_text()
   bad = run_cli('genotype', 'DARTS_V2', f'--plot={tmp_path / "cells.gif"}')
   assert bad.returncode == 2 and "cells.gif' is not allowed" in bad.stderr.strip().splitlines()[-1]

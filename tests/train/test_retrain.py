@@ -10,7 +10,7 @@ import tensorflow_datasets as tfds
 from tests.conftest import apply_overrides, tiny_search_config
 from unreal_nas_jax.config_utils import ConfigError, load_config
 from unreal_nas_jax.data import train_pipeline
-from unreal_nas_jax.space import genotypes
+from unreal_nas_jax.space import genotypes, published
 from unreal_nas_jax.train import retrain, search_loop
 from unreal_nas_jax.train.genotype_source import resolve_genotype
 
@@ -50,7 +50,7 @@ def test_outputs_and_metrics(trained):
   assert lines[1]['lr'] == pytest.approx(0.0125)  # cosine over 2 epochs, epoch 1
   assert lines[-1]['eval_examples'] == 12  # 2 batches of 8, the last padded and masked
   saved = genotypes.load_genotype(workdir / 'genotype.json')
-  assert saved == genotypes.get_genotype('DARTS_V2')
+  assert saved == published.get_genotype('DARTS_V2')
   assert summary['record'] == lines[-1]
 
 
@@ -74,7 +74,7 @@ def test_resume_equals_uninterrupted(trained, tmp_path):
 def test_a_different_genotype_in_the_workdir_is_refused(trained, tmp_path):
   workdir = tmp_path / 'run'
   retrain.run_train(tiny_train_config(train__epochs=1), str(workdir))
-  genotypes.save_genotype(workdir / 'genotype.json', genotypes.get_genotype('DARTS_V1'))
+  genotypes.save_genotype(workdir / 'genotype.json', published.get_genotype('DARTS_V1'))
   before = (workdir / 'metrics.jsonl').read_text()
   with pytest.raises(ConfigError, match='trains another genotype'):
     retrain.run_train(tiny_train_config(), str(workdir))
@@ -154,7 +154,7 @@ def test_imagenet_without_data_says_how_to_provide_it(tmp_path):
 
 
 def test_cli_train_then_eval_prints_one_json_line(tmp_path):
-  from tests.helpers import run_cli  # noqa: PLC0415
+  from tests.helpers import run_cli
 
   workdir = tmp_path / 'run'
   flags = (

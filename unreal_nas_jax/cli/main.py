@@ -84,7 +84,7 @@ def _define_common(
 def _enable_compile_cache(directory: str) -> None:
   if not directory:
     return
-  import jax  # noqa: PLC0415 (keep --help fast)
+  import jax  # keep --help fast
 
   directory = os.path.expanduser(directory)
   try:
@@ -129,7 +129,7 @@ def _workdir_command(argv: Sequence[str]):
   _parse(fv, argv)
   config = _load_config(fv)
   _enable_compile_cache(fv.compile_cache)
-  from unreal_nas_jax import parallel  # noqa: PLC0415 (keep --help fast)
+  from unreal_nas_jax import parallel  # keep --help fast
 
   parallel.maybe_initialize_distributed()
   return config, os.path.expanduser(fv.workdir)
@@ -137,7 +137,7 @@ def _workdir_command(argv: Sequence[str]):
 
 def search_command(argv: Sequence[str]) -> int:
   config, workdir = _workdir_command(argv)
-  from unreal_nas_jax.train.search_loop import run_search  # noqa: PLC0415
+  from unreal_nas_jax.train.search_loop import run_search
 
   summary = run_search(config, workdir)
   print(f'search finished after {summary["epochs"]} epochs; genotype:')
@@ -166,7 +166,7 @@ def bench_command(argv: Sequence[str]) -> int:
   )
   _parse(fv, argv)
   _enable_compile_cache(fv.compile_cache)
-  from unreal_nas_jax import bench  # noqa: PLC0415
+  from unreal_nas_jax import bench
 
   config = _load_config(fv) if fv['config'].present or fv.config is not None else None
   orders = [int(o) for o in fv.orders]
@@ -198,7 +198,7 @@ def data_command(argv: Sequence[str]) -> int:
   )
   _parse(fv, [f'{argv[0]} preview', *argv[2:]])
   config = _load_config(fv)
-  from unreal_nas_jax.data import preview  # noqa: PLC0415
+  from unreal_nas_jax.cli import preview
 
   path = preview.write_preview(
     config, os.path.expanduser(fv.out), rows=fv.rows, cols=fv.cols, split=fv.split
@@ -209,7 +209,7 @@ def data_command(argv: Sequence[str]) -> int:
 
 def train_command(argv: Sequence[str]) -> int:
   config, workdir = _workdir_command(argv)
-  from unreal_nas_jax.train.retrain import run_train  # noqa: PLC0415
+  from unreal_nas_jax.train.retrain import run_train
 
   summary = run_train(config, workdir)
   print(f'training finished after {summary["epochs"]} epochs: {json.dumps(summary["record"])}')
@@ -224,7 +224,7 @@ def eval_command(argv: Sequence[str]) -> int:
   )
   _parse(fv, argv)
   _enable_compile_cache(fv.compile_cache)
-  from unreal_nas_jax.train.retrain import run_eval  # noqa: PLC0415
+  from unreal_nas_jax.train.retrain import run_eval
 
   print(json.dumps(run_eval(os.path.expanduser(fv.workdir))), flush=True)
   return 0
@@ -241,9 +241,9 @@ def genotype_command(argv: Sequence[str]) -> int:
     names = 'a published name (e.g. DARTS_V2), a genotype.json or a search workdir'
     raise UsageError(f'unreal-nas genotype takes one cell, got {len(positional) - 1}: {names}')
   spec = positional[1]
-  from unreal_nas_jax.models import eval_network  # noqa: PLC0415 (keep --help fast)
-  from unreal_nas_jax.space import cell_plot, genotypes  # noqa: PLC0415
-  from unreal_nas_jax.train.genotype_source import resolve_genotype  # noqa: PLC0415
+  from unreal_nas_jax.models import eval_network  # keep --help fast
+  from unreal_nas_jax.space import cell_plot, genotypes
+  from unreal_nas_jax.train.genotype_source import resolve_genotype
 
   genotype, source = resolve_genotype(spec)
   if fv.plot:
@@ -251,7 +251,7 @@ def genotype_command(argv: Sequence[str]) -> int:
       cell_plot.plot_genotype(genotype, os.path.expanduser(fv.plot), os.path.basename(spec))
     except ValueError as e:
       raise UsageError(str(e)) from None
-  from unreal_nas_jax import timing  # noqa: PLC0415
+  from unreal_nas_jax import timing
 
   timer = timing.Phases()
   with timer('count parameters and mult-adds', 'CIFAR-10/100 and ImageNet networks'):
@@ -302,9 +302,9 @@ def main(argv: Sequence[str] | None = None) -> int:
       file=sys.stderr,
     )
     return 2
-  from unreal_nas_jax.checkpointing import CheckpointMismatchError  # noqa: PLC0415
-  from unreal_nas_jax.config_utils import ConfigError  # noqa: PLC0415
-  from unreal_nas_jax.parallel import DeviceError  # noqa: PLC0415
+  from unreal_nas_jax.checkpointing import CheckpointMismatchError
+  from unreal_nas_jax.config_utils import ConfigError
+  from unreal_nas_jax.parallel import DeviceError
 
   try:
     return COMMANDS[command]([f'unreal-nas {command}', *argv[2:]])

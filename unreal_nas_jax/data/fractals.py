@@ -800,69 +800,10 @@ def categories_from_json(data: dict[str, Any]) -> FractalCategories:
   )
 
 
-def save_categories(path: str | os.PathLike, categories: FractalCategories) -> None:
-  """Writes `categories_to_json(categories)` to `path` (e.g. workdir/fractal_categories.json)."""
-  tmp = f'{os.fspath(path)}.tmp'
-  with open(tmp, 'w') as f:
-    json.dump(categories_to_json(categories), f, indent=1)
-  # Replace atomically so an interrupted run never leaves a truncated file behind.
-  os.replace(tmp, path)
-
-
 def load_categories(path: str | os.PathLike) -> FractalCategories:
-  """Reads categories written by `save_categories` (or any file in the same format)."""
+  """Reads a `categories_to_json` file (e.g. a search workdir's fractal_categories.json)."""
   with open(path) as f:
     return categories_from_json(json.load(f))
-
-
-def make_fractal_images(
-  seed_or_key: int | jax.Array,
-  *,
-  num_examples: int = 25_000,
-  num_categories: int = 100,
-  image_size: int = 32,
-  channels: int = 3,
-  color_mode: str = 'color',
-  variation_weight: float = 0.4,
-  categories: FractalCategories | None = None,
-  render_kwargs: dict[str, Any] | None = None,
-  **search_kwargs: Any,
-) -> tuple[jax.Array, jax.Array, FractalCategories]:
-  """Searches the categories and renders the set: the RLGD preset by default.
-
-  Defaults: 100 categories, 25k examples (250 per category), 32x32x3 colour images normalised
-  per channel, variation weight 0.4. The search uses `fold_in(key, 0)` and the rendering
-  `fold_in(key, 1)`.
-
-  Args:
-    seed_or_key: an int seed or a PRNG key.
-    num_examples: N images.
-    num_categories: K categories to search (ignored when `categories` is given).
-    image_size: output side.
-    channels: output channels.
-    color_mode: 'color' or 'gray'.
-    variation_weight: step s of the instance variants.
-    categories: reuse these categories (e.g. from `load_categories`) instead of searching.
-    render_kwargs: extra `render_images` arguments (num_points, render_scale, batch_size, ...).
-    **search_kwargs: extra `search_categories` arguments (fill_threshold, min_maps, ...).
-
-  Returns:
-    (images (N, H, W, C) float32, category ids (N,) int32, categories).
-  """
-  key = _as_key(seed_or_key)
-  if categories is None:
-    categories = search_categories(jax.random.fold_in(key, 0), num_categories, **search_kwargs)
-  images, category = render_images(
-    jax.random.fold_in(key, 1),
-    categories,
-    num_examples=num_examples,
-    image_size=image_size,
-    channels=channels,
-    color_mode=color_mode,
-    variation_weight=variation_weight,
-    **(render_kwargs or {}),
-  )
-  return images, category, categories
 
 
 def _as_key(seed_or_key: int | jax.Array) -> jax.Array:

@@ -1,7 +1,7 @@
 """RLRN: Gaussian-noise images with uniform random labels, generated on device from indices.
 
-Example i is a pure function of (seed, i): its pixels come from `fold_in(image_key, i)` and its
-label from `fold_in(label_key, i)`. Nothing is stored; the same example is produced in every
+Example i is a pure function of (data key, i): its pixels come from `fold_in(image_key, i)` and
+its label from `fold_in(label_key, i)`. Nothing is stored; the same example is produced in every
 epoch, on any number of devices or hosts, and after a resume.
 """
 
@@ -11,11 +11,6 @@ import jax
 import jax.numpy as jnp
 
 _IMAGE_STREAM, _LABEL_STREAM = 0, 1
-
-
-def noise_keys(seed: int) -> jax.Array:
-  """The dataset key (uint32 PRNG key data) derived from the data seed."""
-  return jax.random.PRNGKey(seed)
 
 
 def noise_images(

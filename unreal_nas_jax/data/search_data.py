@@ -31,15 +31,22 @@ import numpy as np
 
 from unreal_nas_jax.config_utils import ConfigError
 from unreal_nas_jax.data import augment, fractals, noise, tfds_cifar
+from unreal_nas_jax.data.datasets import CIFAR_DATASETS, DATASETS
 
 UNREAL_DATASETS = ('rlrn', 'rlgd', 'rlrd')
-REAL_DATASETS = ('cifar10', 'cifar100')
+REAL_DATASETS = CIFAR_DATASETS  # the real-data baselines
 SEARCH_DATASETS = (*UNREAL_DATASETS, *REAL_DATASETS)
 FRACTAL_COLOR_MODES = ('color', 'gray')
 FRACTAL_CATEGORIES_FILE = 'fractal_categories.json'
 
 # The key streams of the data seed: noise pixels (0) and random labels (1) are `noise`'s.
 _FRACTAL_STREAM = 2
+
+
+def data_seed_key(seed: int) -> jax.Array:
+  """The key of the data seed, from which every unreal dataset draws (pixels, labels, fractals)."""
+  return jax.random.PRNGKey(seed)
+
 
 BatchFn = Callable[..., tuple[jax.Array, jax.Array]]
 
@@ -63,7 +70,7 @@ class SearchData:
 def make_search_data(
   config: ml_collections.ConfigDict, seed: int, *, workdir: str | None = None
 ) -> SearchData:
-  """Builds the dataset named by `config.name`.
+  """Builds the dataset named by `config.name` (a config `search.validate` accepted).
 
   Args:
     config: the `data` section of a search config.
@@ -81,10 +88,6 @@ def make_search_data(
     'cifar10': _real_cifar,
     'cifar100': _real_cifar,
   }
-  if config.name not in builders:
-    raise ConfigError(
-      f'config.data.name={config.name!r} is not allowed; allowed: {", ".join(SEARCH_DATASETS)}'
-    )
   return builders[config.name](config, seed, workdir)
 
 
@@ -105,7 +108,7 @@ def _rlrn(config, seed, workdir):
     std=config.noise_std,
     num_classes=config.num_classes,
   )
-  return SearchData({'key': noise.noise_keys(seed)}, batch_fn)
+  return SearchData({'key': data_seed_key(seed)}, batch_fn)
 
 
 def rlrn_batch(
@@ -156,9 +159,7 @@ def stored_batch(
 def random_labels(seed: int, num_examples: int, num_classes: int) -> jax.Array:
   """The random labels of examples 0..num_examples-1 (the same function RLRN draws from)."""
   indices = jnp.arange(num_examples, dtype=jnp.int32)
-  return jax.jit(noise.random_labels, static_argnums=2)(
-    noise.noise_keys(seed), indices, num_classes
-  )
+  return jax.jit(noise.random_labels, static_argnums=2)(data_seed_key(seed), indices, num_classes)
 
 
 def _unreal_stored(images: jax.Array, labels: jax.Array, artifacts=None) -> SearchData:
@@ -184,7 +185,7 @@ def fractal_categories(config, seed, workdir) -> tuple[fractals.FractalCategorie
       return categories, path
     if path and origin == 'the config':
       raise ConfigError(f'data.fractal_categories_file={path!r} does not exist')
-  key = jax.random.fold_in(jax.random.fold_in(noise.noise_keys(seed), _FRACTAL_STREAM), 0)
+  key = jax.random.fold_in(jax.random.fold_in(data_seed_key(seed), _FRACTAL_STREAM), 0)
   try:
     categories = fractals.search_categories(
       key,
@@ -202,7 +203,7 @@ def fractal_categories(config, seed, workdir) -> tuple[fractals.FractalCategorie
 
 def render_fractals(config, seed, categories: fractals.FractalCategories) -> jax.Array:
   """The run's `num_examples` fractal images (normalised), rendered on device."""
-  key = jax.random.fold_in(jax.random.fold_in(noise.noise_keys(seed), _FRACTAL_STREAM), 1)
+  key = jax.random.fold_in(jax.random.fold_in(data_seed_key(seed), _FRACTAL_STREAM), 1)
   images, _ = fractals.render_images(
     key,
     categories,
@@ -237,7 +238,7 @@ def cifar_images(config, name: str, count: int) -> tuple[jax.Array, np.ndarray, 
       f'{name} in {config.tfds_data_dir or "~/tensorflow_datasets"} has {len(raw)} training '
       f'images; this search needs {count} (data.num_examples={config.num_examples})'
     )
-  mean, std = (np.asarray(s, np.float32) for s in tfds_cifar.CIFAR_STATS[name])
+  mean, std = (np.asarray(s, np.float32) for s in (DATASETS[name].mean, DATASETS[name].std))
   images = (jnp.asarray(raw[:count], jnp.float32) / 255.0 - mean) / std
   size = config.image_size
   if size != images.shape[1]:

@@ -28,17 +28,7 @@ import numpy as np
 
 from unreal_nas_jax.config_utils import ConfigError
 from unreal_nas_jax.data import tfds_cifar
-
-IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-TFDS_NAMES = {'cifar10': 'cifar10', 'cifar100': 'cifar100', 'imagenet': 'imagenet2012'}
-NUM_CLASSES = {'cifar10': 10, 'cifar100': 100, 'imagenet': 1000}
-EVAL_SPLITS = {'cifar10': 'test', 'cifar100': 'test', 'imagenet': 'validation'}
-# Sizes used by fake data (the real splits' sizes).
-SPLIT_SIZES = {
-  'cifar10': {'train': 50_000, 'test': 10_000},
-  'cifar100': {'train': 50_000, 'test': 10_000},
-  'imagenet': {'train': 1_281_167, 'validation': 50_000},
-}
+from unreal_nas_jax.data.datasets import DATASETS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,20 +48,18 @@ class PipelineSpec:
 
   @property
   def num_classes(self) -> int:
-    return NUM_CLASSES[self.dataset]
+    return DATASETS[self.dataset].num_classes
 
 
 def _stats(dataset: str):
-  if dataset == 'imagenet':
-    return IMAGENET_STATS
-  return tfds_cifar.CIFAR_STATS[dataset]
+  return DATASETS[dataset].mean, DATASETS[dataset].std
 
 
 def split_size(spec: PipelineSpec, split: str) -> int:
   """Examples of `split` the run uses (all processes together)."""
   limit = spec.num_train_examples if split == 'train' else spec.num_eval_examples
   if spec.fake_data:
-    full = SPLIT_SIZES[spec.dataset][split]
+    full = DATASETS[spec.dataset].split_sizes[split]
   else:
     try:
       full = _builder(spec).info.splits[split].num_examples
@@ -87,7 +75,7 @@ def check_prepared(spec: PipelineSpec) -> None:
   if spec.fake_data:
     return
   builder = _builder(spec)
-  for split in ('train', EVAL_SPLITS[spec.dataset]):
+  for split in ('train', DATASETS[spec.dataset].eval_split):
     try:
       builder.as_dataset(split=split)
     except (AssertionError, FileNotFoundError) as e:
@@ -104,9 +92,9 @@ def steps_per_epoch(spec: PipelineSpec, split: str) -> int:
 
 def _builder(spec: PipelineSpec):
   tfds_cifar.hide_accelerators_from_tensorflow()
-  import tensorflow_datasets as tfds  # noqa: PLC0415
+  import tensorflow_datasets as tfds
 
-  name = TFDS_NAMES[spec.dataset]
+  name = DATASETS[spec.dataset].tfds_name
   download_config = None
   if spec.manual_dir:
     download_config = tfds.download.DownloadConfig(manual_dir=spec.manual_dir)
@@ -118,7 +106,7 @@ def _builder(spec: PipelineSpec):
 
 
 def _not_prepared(spec: PipelineSpec, error: Exception) -> ConfigError:
-  name = TFDS_NAMES[spec.dataset]
+  name = DATASETS[spec.dataset].tfds_name
   where = spec.tfds_data_dir or '~/tensorflow_datasets'
   if spec.dataset == 'imagenet':
     how = (
@@ -134,7 +122,7 @@ def _not_prepared(spec: PipelineSpec, error: Exception) -> ConfigError:
 
 
 def _preprocess_fn(spec: PipelineSpec, train: bool):
-  import tensorflow as tf  # noqa: PLC0415
+  import tensorflow as tf
 
   mean, std = (tf.constant(s, tf.float32) for s in _stats(spec.dataset))
   size = spec.image_size
@@ -207,8 +195,8 @@ def host_batches(spec: PipelineSpec, split: str, epoch: int) -> Iterator[dict[st
   if spec.fake_data:
     yield from _fake_batches(spec, split, epoch, per_process, steps)
     return
-  import tensorflow as tf  # noqa: PLC0415
-  import tensorflow_datasets as tfds  # noqa: PLC0415
+  import tensorflow as tf
+  import tensorflow_datasets as tfds
 
   builder = _builder(spec)
   n = split_size(spec, split)
@@ -279,7 +267,7 @@ def global_batches(batches: Iterator[dict[str, np.ndarray]], mesh, prefetch: int
           {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
         )
       buffer.put(done)
-    except BaseException as e:  # noqa: BLE001 (re-raised in the consumer)
+    except BaseException as e:  # re-raised in the consumer
       buffer.put(e)
 
   thread = threading.Thread(target=produce, daemon=True)

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from unreal_nas_jax.data.datasets import DATASETS
 from unreal_nas_jax.models.layers import (
   BatchNorm,
   Conv,
@@ -154,7 +155,7 @@ def cell_runs(layers: int, auxiliary_at: int | None = None) -> list[tuple[int, i
   return runs
 
 
-class _EvalNetwork(nn.Module):
+class EvalNetwork(nn.Module):
   """Shared by both networks: the cell stack, the auxiliary head and the classifier.
 
   `scan_cells` runs every stretch of identical cells (`cell_runs`) as one `nn.scan` over
@@ -218,7 +219,7 @@ class _EvalNetwork(nn.Module):
     return (logits, logits_aux) if train else logits
 
 
-class NetworkCIFAR(_EvalNetwork):
+class NetworkCIFAR(EvalNetwork):
   """Stem 3x3 conv 3 -> 3C + BN; global average pool; auxiliary head at 8x8 (for 32x32 input)."""
 
   stem_multiplier: int = 3
@@ -235,7 +236,7 @@ class NetworkCIFAR(_EvalNetwork):
     return jnp.mean(x, axis=(1, 2))
 
 
-class NetworkImageNet(_EvalNetwork):
+class NetworkImageNet(EvalNetwork):
   """Stems 224 -> 56 -> 28 (three stride-2 3x3 convs), 7x7 average pool before the classifier."""
 
   def stem(self, images, train):
@@ -269,7 +270,7 @@ def count_params(params) -> int:
   )
 
 
-def count_madds(model: _EvalNetwork, image_shape: tuple[int, int, int]) -> int:
+def count_madds(model: EvalNetwork, image_shape: tuple[int, int, int]) -> int:
   """Multiply-adds of one inference forward pass (convolutions and the classifier).
 
   Counted from the shapes each convolution and dense layer sees (without running anything):
@@ -309,17 +310,18 @@ def count_madds(model: _EvalNetwork, image_shape: tuple[int, int, int]) -> int:
   return total
 
 
-# The reference's retraining sizes (spec section 6): (network, C, cells, classes, image shape).
+# The reference's retraining sizes (spec section 6): (network, C, cells).
 STANDARD_NETWORKS = {
-  'cifar10': (NetworkCIFAR, 36, 20, 10, (32, 32, 3)),
-  'cifar100': (NetworkCIFAR, 36, 20, 100, (32, 32, 3)),
-  'imagenet': (NetworkImageNet, 48, 14, 1000, (224, 224, 3)),
+  'cifar10': (NetworkCIFAR, 36, 20),
+  'cifar100': (NetworkCIFAR, 36, 20),
+  'imagenet': (NetworkImageNet, 48, 14),
 }
 
 
-def standard_network(dataset: str, genotype: Genotype, **kwargs) -> _EvalNetwork:
+def standard_network(dataset: str, genotype: Genotype, **kwargs) -> EvalNetwork:
   """The evaluation network of `dataset` ('cifar10', 'cifar100', 'imagenet') at the paper's size."""
-  network, channels, layers, classes, _ = STANDARD_NETWORKS[dataset]
+  network, channels, layers = STANDARD_NETWORKS[dataset]
+  classes = DATASETS[dataset].num_classes
   return network(genotype, num_classes=classes, channels=channels, layers=layers, **kwargs)
 
 
@@ -327,7 +329,8 @@ def network_costs(genotype: Genotype) -> dict[str, dict[str, int]]:
   """{'params': {dataset: N}, 'madds': {dataset: N}} of the three standard networks."""
   params, madds = {}, {}
   rngs = {'params': jax.random.PRNGKey(0), 'drop_path': jax.random.PRNGKey(0)}
-  for dataset, (*_, image_shape) in STANDARD_NETWORKS.items():
+  for dataset in STANDARD_NETWORKS:
+    image_shape = DATASETS[dataset].image_shape
     model = standard_network(dataset, genotype)
     images = jnp.zeros((2, *image_shape), jnp.float32)
     shapes = jax.eval_shape(lambda m=model, x=images: m.init(rngs, x, 0.0, train=True))

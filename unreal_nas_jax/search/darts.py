@@ -1,4 +1,4 @@
-"""DARTS search steps as pure functions: `(state, metrics, data, perms, lr) -> (state, metrics)`.
+"""The DARTS search step as one pure function: `(state, metrics, data, perms, lr) -> (state, metrics)`.
 
 One search step (reference order): (1) an architecture step on a validation batch, first order or
 second order, then (2) a weight step on a training batch with the updated alphas. A warm-up step
@@ -16,6 +16,7 @@ or, with `hypergradient='exact'`, grad_a = d/da L_val(w'(a), a) by differentiati
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from typing import Any
@@ -25,8 +26,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from unreal_nas_jax import optim
 from unreal_nas_jax.search.arch import arch_weights
-from unreal_nas_jax.search.optim import weight_direction
 from unreal_nas_jax.search.state import SearchState
 
 HYPERGRADIENTS = ('finite_difference', 'exact')
@@ -64,21 +65,40 @@ def _correct(logits: jax.Array, labels: jax.Array) -> jax.Array:
   return jnp.sum(jnp.argmax(logits, -1) == labels).astype(jnp.float32)
 
 
-def _momentum_state(weight_opt_state):
-  """The (decay, trace) state of `weight_direction` inside make_weight_tx's (clip, direction)."""
-  return weight_opt_state[1]
+@dataclasses.dataclass(frozen=True)
+class StepSettings:
+  """The static settings of a search step (one compiled program per distinct value).
+
+  Attributes:
+    batch_size: global batch of each half (split over the devices).
+    steps_per_epoch: steps per epoch (the position in the epoch's permutations).
+    order: 1 (first-order DARTS) or 2 (unrolled).
+    hypergradient: second order: 'finite_difference' (reference) or 'exact'.
+    fd_radius: ||R v|| of the finite-difference Hessian-vector product (reference: 0.01).
+  """
+
+  batch_size: int
+  steps_per_epoch: int
+  order: int = 1
+  hypergradient: str = 'finite_difference'
+  fd_radius: float = FD_RADIUS
 
 
-def virtual_weights(params, batch_stats, alphas, weight_opt_state, train_batch, eta, *, model, cfg):
-  """w' = w - eta * direction(grad_w L_train), reusing the real optimizer's momentum state."""
+def virtual_weights(
+  params, batch_stats, alphas, weight_opt_state, train_batch, eta, *, model, weight_sgd
+):
+  """w' = w - eta * direction(grad_w L_train), reusing the real optimizer's momentum state.
+
+  `weight_sgd` is the `optim.WeightSGD` whose `tx` state `weight_opt_state` is.
+  """
   grads = jax.grad(lambda w: loss_fn(w, batch_stats, alphas, train_batch, model=model)[0])(params)
-  direction_tx = weight_direction(cfg['weight_decay'], cfg['momentum'])
-  direction, _ = direction_tx.update(grads, _momentum_state(weight_opt_state), params)
+  momentum = optim.direction_state(weight_opt_state)
+  direction, _ = weight_sgd.direction.update(grads, momentum, params)
   return jax.tree.map(lambda w, d: w - eta * d, params, direction)
 
 
 def second_order_fd_grad(
-  state: SearchState, train_batch, val_batch, eta, *, model, cfg, radius: float = FD_RADIUS
+  state: SearchState, train_batch, val_batch, eta, *, model, weight_sgd, radius: float = FD_RADIUS
 ):
   """The reference's unrolled hypergradient with a finite-difference Hessian-vector product.
 
@@ -88,7 +108,14 @@ def second_order_fd_grad(
   """
   bs = state.batch_stats
   w_virtual = virtual_weights(
-    state.params, bs, state.alphas, state.weight_opt_state, train_batch, eta, model=model, cfg=cfg
+    state.params,
+    bs,
+    state.alphas,
+    state.weight_opt_state,
+    train_batch,
+    eta,
+    model=model,
+    weight_sgd=weight_sgd,
   )
   (val_loss, (_, val_logits)), (v, d_alpha) = jax.value_and_grad(
     loss_fn, argnums=(0, 2), has_aux=True
@@ -107,13 +134,20 @@ def second_order_fd_grad(
   return grad, val_loss, val_logits
 
 
-def second_order_exact_grad(state: SearchState, train_batch, val_batch, eta, *, model, cfg):
+def second_order_exact_grad(state: SearchState, train_batch, val_batch, eta, *, model, weight_sgd):
   """The exact unrolled hypergradient: autodiff through the virtual step."""
   bs = state.batch_stats
 
   def unrolled_val_loss(alphas):
     w_virtual = virtual_weights(
-      state.params, bs, alphas, state.weight_opt_state, train_batch, eta, model=model, cfg=cfg
+      state.params,
+      bs,
+      alphas,
+      state.weight_opt_state,
+      train_batch,
+      eta,
+      model=model,
+      weight_sgd=weight_sgd,
     )
     loss, (_, logits) = loss_fn(w_virtual, bs, alphas, val_batch, model=model)
     return loss, logits
@@ -131,7 +165,7 @@ def _take_batch(batch_fn, data, perm, position, batch_size, split, key, mesh):
   return batch_fn(data, indices, split, key)
 
 
-def train_step(
+def search_step(
   state: SearchState,
   metrics: dict[str, jax.Array],
   data: Any,
@@ -141,14 +175,9 @@ def train_step(
   *,
   model: nn.Module,
   batch_fn: BatchFn,
-  weight_tx: optax.GradientTransformation,
+  weight_sgd: optim.WeightSGD,
   arch_tx: optax.GradientTransformation | None,
-  batch_size: int,
-  steps_per_epoch: int,
-  order: int = 1,
-  hypergradient: str = 'finite_difference',
-  weight_cfg: dict[str, float] | None = None,
-  fd_radius: float = FD_RADIUS,
+  settings: StepSettings,
   mesh: jax.sharding.Mesh | None = None,
 ):
   """One warm-up step (`arch_tx=None`: weights only) or one DARTS search step.
@@ -161,18 +190,15 @@ def train_step(
     lr: the weight learning rate of this epoch (also eta of the virtual step).
     model: the supernet.
     batch_fn: makes a batch from indices, see `unreal_nas_jax.data.search_data`.
-    weight_tx, arch_tx: from `unreal_nas_jax.search.optim`.
-    batch_size, steps_per_epoch: static sizes.
-    order: 1 or 2 (architecture gradient order).
-    hypergradient: 'finite_difference' (reference) or 'exact' (second order only).
-    weight_cfg: {'weight_decay', 'momentum'} for the virtual step.
-    fd_radius: ||R v|| of the finite-difference Hessian-vector product (reference: 0.01).
+    weight_sgd: the weights' optimizer (`optim.weight_sgd`); arch_tx: the alphas' (`optim.arch_adam`).
+    settings: the static sizes and the DARTS variant.
     mesh: device mesh with a 'data' axis, or None.
 
   Returns:
     (new state, updated metrics).
   """
-  position = state.step % steps_per_epoch
+  batch_size = settings.batch_size
+  position = state.step % settings.steps_per_epoch
   # Augmentation randomness (real data) is a function of the step: a resumed run repeats it.
   take = functools.partial(
     _take_batch,
@@ -188,16 +214,18 @@ def train_step(
 
   if arch_tx is not None:
     val_batch = take(val_perm, split='val', mesh=mesh)
-    if order == 1:
+    if settings.order == 1:
       (val_loss, (batch_stats, val_logits)), grad = jax.value_and_grad(
         loss_fn, argnums=2, has_aux=True
       )(state.params, batch_stats, alphas, val_batch, model=model)
     else:
-      if hypergradient == 'exact':
-        second_order = functools.partial(second_order_exact_grad, model=model, cfg=weight_cfg)
+      if settings.hypergradient == 'exact':
+        second_order = functools.partial(
+          second_order_exact_grad, model=model, weight_sgd=weight_sgd
+        )
       else:
         second_order = functools.partial(
-          second_order_fd_grad, model=model, cfg=weight_cfg, radius=fd_radius
+          second_order_fd_grad, model=model, weight_sgd=weight_sgd, radius=settings.fd_radius
         )
       grad, val_loss, val_logits = second_order(state, train_batch, val_batch, lr)
     updates, arch_opt_state = arch_tx.update(grad, arch_opt_state, alphas)
@@ -206,7 +234,7 @@ def train_step(
   (loss, (batch_stats, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
     state.params, batch_stats, alphas, train_batch, model=model
   )
-  updates, weight_opt_state = weight_tx.update(grads, state.weight_opt_state, state.params)
+  updates, weight_opt_state = weight_sgd.tx.update(grads, state.weight_opt_state, state.params)
   params = jax.tree.map(lambda w, u: w - lr * u, state.params, updates)
 
   new_state = state.replace(

@@ -17,8 +17,8 @@ class SearchState:
     params: supernet weights.
     batch_stats: BatchNorm running statistics (forwards at the real weights update them).
     alphas: architecture parameters `{'normal': (E, O), 'reduce': (E, O)}`.
-    weight_opt_state: state of `optim.make_weight_tx` (holds the momentum buffer).
-    arch_opt_state: state of `optim.make_arch_tx` (Adam moments).
+    weight_opt_state: state of `optim.weight_sgd(...).tx` (holds the momentum buffer).
+    arch_opt_state: state of `optim.arch_adam` (Adam moments).
     rng: PRNG key for stochastic search methods.
   """
 

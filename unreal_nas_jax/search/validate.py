@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import ml_collections
 
-from unreal_nas_jax.config_utils import PROGRESS_MODES, require, require_choice, require_range
+from unreal_nas_jax.config_utils import (
+  require,
+  require_choice,
+  require_range,
+  validate_run_fields,
+  validate_weight_sgd_fields,
+)
+from unreal_nas_jax.data.datasets import CIFAR_DATASETS, DATASETS
 from unreal_nas_jax.data.search_data import FRACTAL_COLOR_MODES, SEARCH_DATASETS
-from unreal_nas_jax.data.tfds_cifar import CIFAR_CLASSES, CIFAR_TRAIN_SIZE
 from unreal_nas_jax.ops.depthwise import DEPTHWISE_IMPLS
 from unreal_nas_jax.search.arch import ALPHA_INITS
 from unreal_nas_jax.search.darts import HYPERGRADIENTS
@@ -32,30 +38,32 @@ def _validate_data_source(config: ml_collections.ConfigDict) -> None:
       d.channels,
       f'{" or ".join(map(str, allowed_channels))} for fractal_color_mode={d.fractal_color_mode!r}',
     )
-  if d.name in ('rlrd', *CIFAR_CLASSES):
+  if d.name in ('rlrd', *CIFAR_DATASETS):
     require(d.channels == 3, 'data.channels', d.channels, f'3 for {d.name} (RGB images)')
     require_range(config, 'data.crop_padding', 0, integer=True)
     require_choice(config, 'data.download', (False, True))
     # rlrd flips the same images for the architecture; the real baseline needs a second half.
     halves = 1 if d.name == 'rlrd' else 2
+    train_size = DATASETS['cifar10' if d.name == 'rlrd' else d.name].split_sizes['train']
     require(
-      halves * d.num_examples <= CIFAR_TRAIN_SIZE,
+      halves * d.num_examples <= train_size,
       'data.num_examples',
       d.num_examples,
-      f'at most {CIFAR_TRAIN_SIZE // halves} for {d.name} ({halves} x num_examples training images)',
+      f'at most {train_size // halves} for {d.name} ({halves} x num_examples training images)',
     )
-  if d.name in CIFAR_CLASSES:
+  if d.name in CIFAR_DATASETS:
+    classes = DATASETS[d.name].num_classes
     require(
-      d.num_classes == CIFAR_CLASSES[d.name],
+      d.num_classes == classes,
       'data.num_classes',
       d.num_classes,
-      f'{CIFAR_CLASSES[d.name]} for {d.name} (its true labels)',
+      f'{classes} for {d.name} (its true labels)',
     )
 
 
 def validate_search_config(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError naming the first field whose value is not allowed."""
-  require_range(config, 'seed', 0, integer=True)
+  validate_run_fields(config)
   require_range(config, 'data_seed', 0, integer=True)
 
   require_choice(config, 'data.name', SEARCH_DATASETS)
@@ -110,20 +118,9 @@ def validate_search_config(config: ml_collections.ConfigDict) -> None:
   require_choice(config, 'search.alpha_init', ALPHA_INITS)
   require_range(config, 'search.alpha_init_scale', 0)
 
-  require_range(config, 'optim.lr', 0)
-  require_range(config, 'optim.lr_min', 0, config.optim.lr)
-  require_range(config, 'optim.momentum', 0, 1, high_open=True)
-  require_range(config, 'optim.weight_decay', 0)
-  require_range(config, 'optim.grad_clip', 0)
+  validate_weight_sgd_fields(config)
   require_range(config, 'optim.arch_lr', 0)
   require_range(config, 'optim.arch_b1', 0, 1, high_open=True)
   require_range(config, 'optim.arch_b2', 0, 1, high_open=True)
   require_range(config, 'optim.arch_eps', 0, low_open=True)
   require_range(config, 'optim.arch_weight_decay', 0)
-
-  require_range(config, 'checkpoint.max_to_keep', 0, integer=True)
-  require_range(config, 'checkpoint.keep_period', 0, integer=True)
-  require_choice(config, 'log.progress', PROGRESS_MODES)
-  require_range(config, 'log.every_steps', 1, integer=True)
-  require_range(config, 'log.sync_every_steps', 0, integer=True)
-  require_range(config, 'parallel.num_devices', 0, integer=True)

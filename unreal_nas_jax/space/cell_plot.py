@@ -56,10 +56,10 @@ def plot_genotype(genotype: Genotype, out: str, title: str = '') -> str:
     raise ValueError(
       f'--plot={out!r} is not allowed; allowed: a file ending in {", ".join(PLOT_FORMATS)}'
     )
-  import matplotlib  # noqa: PLC0415 (plotting only here)
+  import matplotlib  # plotting only here
 
   matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # noqa: PLC0415
+  import matplotlib.pyplot as plt
 
   width = 2.5 + 1.8 * max(len(genotype.normal), len(genotype.reduce)) // 2
   fig, axes = plt.subplots(2, 1, figsize=(width, 6.0))

@@ -13,7 +13,7 @@ import os
 
 from unreal_nas_jax import checkpointing
 from unreal_nas_jax.config_utils import ConfigError
-from unreal_nas_jax.space import genotypes
+from unreal_nas_jax.space import derive, genotypes, published
 
 
 def resolve_genotype(spec: str) -> tuple[genotypes.Genotype, str]:
@@ -38,7 +38,7 @@ def resolve_genotype(spec: str) -> tuple[genotypes.Genotype, str]:
   if spec.endswith('.json') or os.sep in spec:
     raise ConfigError(f'genotype file or workdir {spec!r} does not exist')
   try:
-    return genotypes.get_genotype(spec), f'published {spec}'
+    return published.get_genotype(spec), f'published {spec}'
   except ValueError as e:
     raise ConfigError(str(e)) from None
 
@@ -63,7 +63,7 @@ def genotype_from_search_workdir(workdir: str) -> tuple[genotypes.Genotype, str]
   if not isinstance(state, dict) or 'alphas' not in state:
     raise ConfigError(f'the checkpoint in {checkpoints} is not a search checkpoint (no alphas)')
   alphas = state['alphas']
-  genotype = genotypes.derive_genotype(
+  genotype = derive.derive_genotype(
     alphas['normal'], alphas['reduce'], steps=model['steps'], multiplier=model['multiplier']
   )
   return genotype, f'search {workdir} (checkpoint of epoch {record.get("epoch", step)})'

@@ -18,6 +18,7 @@ import jax
 
 from unreal_nas_jax import checkpointing
 from unreal_nas_jax.config_utils import ConfigError, incompatible_keys, to_dict
+from unreal_nas_jax.files import write_json_atomic, write_text_atomic
 
 
 def is_writer() -> bool:
@@ -94,21 +95,6 @@ def _get(tree: dict[str, Any], dotted: str) -> Any:
   return tree
 
 
-def write_json_atomic(path: str, obj: Any, **kwargs) -> None:
-  """Writes JSON to a temporary file and renames it: readers never see a half-written file."""
-  directory = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path))
-  try:
-    with os.fdopen(fd, 'w') as f:
-      json.dump(obj, f, **kwargs)
-      f.write('\n')
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
-
-
 class MetricsLog:
   """metrics.jsonl: one JSON object per finished epoch, keyed by `epoch`."""
 
@@ -134,10 +120,7 @@ class MetricsLog:
           break  # a line cut by a kill: nothing after it is trustworthy
         if record.get('epoch', num_epochs) < num_epochs:
           kept.append(line if line.endswith('\n') else line + '\n')
-    tmp = self.path + '.tmp'
-    with open(tmp, 'w') as f:
-      f.writelines(kept)
-    os.replace(tmp, self.path)
+    write_text_atomic(self.path, ''.join(kept))
 
   def append(self, record: dict[str, Any]) -> None:
     if is_writer():
@@ -167,7 +150,7 @@ class Progress:
     self.epoch, self.phase, self.steps = epoch, phase, steps
     self.done, self.t0 = 0, time.perf_counter()
     if self.mode == 'bar':
-      import tqdm  # noqa: PLC0415 (only on terminals)
+      import tqdm  # only on terminals
 
       desc = f'epoch {epoch + 1}/{self.total_epochs} {phase}'
       self._bar = tqdm.tqdm(total=steps, desc=desc, unit='step', dynamic_ncols=True, leave=False)

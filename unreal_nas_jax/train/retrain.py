@@ -15,6 +15,7 @@ exponential per epoch) and drop path rises linearly, p = drop_path * epoch / epo
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import json
 import math
@@ -29,13 +30,21 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from unreal_nas_jax import checkpointing, parallel, timing
-from unreal_nas_jax.config_utils import ConfigError, require, require_choice, require_range, to_dict
+from unreal_nas_jax import checkpointing, optim, parallel, timing
+from unreal_nas_jax.config_utils import (
+  ConfigError,
+  require,
+  require_choice,
+  require_range,
+  to_dict,
+  validate_run_fields,
+  validate_weight_sgd_fields,
+)
 from unreal_nas_jax.data import train_pipeline
+from unreal_nas_jax.data.datasets import DATASETS
 from unreal_nas_jax.models import eval_network
 from unreal_nas_jax.models.layers import params_key
 from unreal_nas_jax.ops.depthwise import DEPTHWISE_IMPLS
-from unreal_nas_jax.search import optim
 from unreal_nas_jax.space import genotypes
 from unreal_nas_jax.train import outputs, startup
 from unreal_nas_jax.train.genotype_source import resolve_genotype
@@ -54,10 +63,11 @@ class TrainState:
 
 
 def validate_train_config(config: ml_collections.ConfigDict) -> None:
-  require_range(config, 'seed', 0, integer=True)
+  """Raises ConfigError naming the first field whose value is not allowed."""
+  validate_run_fields(config)
   require(bool(config.genotype), 'genotype', config.genotype, 'a published name, a genotype.json '
           'or a search workdir (--config.genotype=DARTS_V2)')  # fmt: skip
-  require_choice(config, 'data.name', tuple(train_pipeline.TFDS_NAMES))
+  require_choice(config, 'data.name', tuple(DATASETS))
   require_range(config, 'data.image_size', 8, integer=True)
   require_range(config, 'data.num_train_examples', 0, integer=True)
   require_range(config, 'data.num_eval_examples', 0, integer=True)
@@ -76,18 +86,9 @@ def validate_train_config(config: ml_collections.ConfigDict) -> None:
   require_range(config, 'train.batch_size', 1, integer=True)
   require_range(config, 'train.eval_every_epochs', 0, integer=True)
   require_range(config, 'train.label_smoothing', 0, 1, high_open=True)
-  require_range(config, 'optim.lr', 0)
+  validate_weight_sgd_fields(config)
   require_choice(config, 'optim.lr_schedule', LR_SCHEDULES)
   require_range(config, 'optim.lr_decay', 0, 1)
-  require_range(config, 'optim.lr_min', 0, config.optim.lr)
-  require_range(config, 'optim.momentum', 0, 1, high_open=True)
-  require_range(config, 'optim.weight_decay', 0)
-  require_range(config, 'optim.grad_clip', 0)
-  require_range(config, 'checkpoint.max_to_keep', 0, integer=True)
-  require_range(config, 'checkpoint.keep_period', 0, integer=True)
-  require_range(config, 'log.every_steps', 1, integer=True)
-  require_range(config, 'log.sync_every_steps', 0, integer=True)
-  require_range(config, 'parallel.num_devices', 0, integer=True)
 
 
 @dataclasses.dataclass
@@ -96,7 +97,7 @@ class TrainSetup:
   mesh: Any
   genotype: genotypes.Genotype
   genotype_source: str
-  model: eval_network._EvalNetwork
+  model: eval_network.EvalNetwork
   tx: optax.GradientTransformation
   spec: train_pipeline.PipelineSpec
 
@@ -120,17 +121,17 @@ def build_train(config: ml_collections.ConfigDict, mesh=None) -> TrainSetup:
   network = eval_network.NetworkImageNet if d.name == 'imagenet' else eval_network.NetworkCIFAR
   model = network(
     genotype,
-    num_classes=train_pipeline.NUM_CLASSES[d.name],
+    num_classes=DATASETS[d.name].num_classes,
     channels=m.channels,
     layers=m.layers,
     auxiliary=m.auxiliary,
     depthwise_impl=m.depthwise_impl,
   )
-  tx = optim.make_weight_tx(
+  tx = optim.weight_sgd(
     weight_decay=config.optim.weight_decay,
     momentum=config.optim.momentum,
     grad_clip=config.optim.grad_clip,
-  )
+  ).tx
   spec = train_pipeline.PipelineSpec(
     dataset=d.name,
     image_size=d.image_size,
@@ -181,9 +182,36 @@ def cross_entropy(logits, labels, num_classes: int, smoothing: float) -> jax.Arr
   return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
 
 
-def train_step(state: TrainState, sums, batch, lr, drop_prob, *, model, tx, cfg):
+@dataclasses.dataclass(frozen=True)
+class StepSettings:
+  """The static settings of the training step.
+
+  Attributes:
+    num_classes: classes of the dataset (the one-hot targets).
+    label_smoothing: of both losses.
+    aux_weight: weight of the auxiliary head's loss (used when the model has the head).
+    compute_dtype: a `COMPUTE_DTYPES` name: the forward and backward pass's dtype.
+  """
+
+  num_classes: int
+  label_smoothing: float = 0.0
+  aux_weight: float = 0.0
+  compute_dtype: str = 'float32'
+
+
+def train_step(
+  state: TrainState,
+  sums,
+  batch,
+  lr,
+  drop_prob,
+  *,
+  model: eval_network.EvalNetwork,
+  tx: optax.GradientTransformation,
+  settings: StepSettings,
+):
   """One SGD step on a global batch; adds loss, correct and count to the epoch sums."""
-  dtype = COMPUTE_DTYPES[cfg['compute_dtype']]
+  dtype = COMPUTE_DTYPES[settings.compute_dtype]
   images = batch['image'].astype(dtype)
   labels = batch['label']
   key = jax.random.fold_in(state.rng, state.step)
@@ -198,10 +226,10 @@ def train_step(state: TrainState, sums, batch, lr, drop_prob, *, model, tx, cfg)
       rngs={'drop_path': key},
       mutable=['batch_stats'],
     )
-    loss = cross_entropy(logits, labels, cfg['num_classes'], cfg['smoothing']).mean()
+    loss = cross_entropy(logits, labels, settings.num_classes, settings.label_smoothing).mean()
     if aux is not None:
-      aux_loss = cross_entropy(aux, labels, cfg['num_classes'], cfg['smoothing']).mean()
-      loss = loss + cfg['aux_weight'] * aux_loss
+      aux_loss = cross_entropy(aux, labels, settings.num_classes, settings.label_smoothing).mean()
+      loss = loss + settings.aux_weight * aux_loss
     return loss, (logits, updates['batch_stats'])
 
   (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -227,8 +255,11 @@ def _cast(tree, dtype):
   )
 
 
-def eval_step(state: TrainState, sums, batch, *, model, num_classes, dtype=jnp.float32):
+def eval_step(
+  state: TrainState, sums, batch, *, model: eval_network.EvalNetwork, settings: StepSettings
+):
   """Masked loss, top-1 and top-5 sums of one eval batch (running BN statistics)."""
+  dtype, num_classes = COMPUTE_DTYPES[settings.compute_dtype], settings.num_classes
   logits = model.apply(
     {'params': _cast(state.params, dtype), 'batch_stats': state.batch_stats},
     batch['image'].astype(dtype),
@@ -256,27 +287,20 @@ def epoch_sums():
 
 def make_steps(setup: TrainSetup):
   config = setup.config
-  cfg = {
-    'compute_dtype': config.model.compute_dtype,
-    'num_classes': setup.spec.num_classes,
-    'smoothing': config.train.label_smoothing,
-    'aux_weight': config.model.auxiliary_weight,
-  }
+  settings = StepSettings(
+    num_classes=setup.spec.num_classes,
+    label_smoothing=config.train.label_smoothing,
+    aux_weight=config.model.auxiliary_weight,
+    compute_dtype=config.model.compute_dtype,
+  )
   replicated = parallel.replicated(setup.mesh)
   train = jax.jit(
-    lambda s, m, b, lr, p: train_step(s, m, b, lr, p, model=setup.model, tx=setup.tx, cfg=cfg),
+    functools.partial(train_step, model=setup.model, tx=setup.tx, settings=settings),
     out_shardings=(replicated, replicated),
     donate_argnums=(0, 1),
   )
   evaluate = jax.jit(
-    lambda s, m, b: eval_step(
-      s,
-      m,
-      b,
-      model=setup.model,
-      num_classes=setup.spec.num_classes,
-      dtype=COMPUTE_DTYPES[config.model.compute_dtype],
-    ),
+    functools.partial(eval_step, model=setup.model, settings=settings),
     out_shardings=replicated,
     donate_argnums=(1,),
   )
@@ -287,7 +311,7 @@ def evaluate(setup: TrainSetup, state: TrainState, eval_fn=None) -> dict[str, fl
   """Top-1, top-5 (fractions) and mean loss over the eval split."""
   eval_fn = eval_fn or make_steps(setup)[1]
   sums = parallel.replicate(_zeros('loss', 'top1', 'top5', 'count'), setup.mesh)
-  split = train_pipeline.EVAL_SPLITS[setup.spec.dataset]
+  split = DATASETS[setup.spec.dataset].eval_split
   batches = train_pipeline.host_batches(setup.spec, split, 0)
   for batch in train_pipeline.global_batches(batches, setup.mesh):
     sums = eval_fn(state, sums, batch)
@@ -434,7 +458,7 @@ def run_eval(workdir: str, *, mesh=None) -> dict[str, Any]:
   timer = timing.Phases()
   with timer('restore checkpoint', f'epoch {latest}'):
     state, record = checkpointing.restore(manager, latest, abstract_state(setup))
-  with timer('evaluate', f'{setup.spec.dataset} {train_pipeline.EVAL_SPLITS[setup.spec.dataset]}'):
+  with timer('evaluate', f'{setup.spec.dataset} {DATASETS[setup.spec.dataset].eval_split}'):
     result = evaluate(setup, state)
   timer.close()
   if not all(math.isfinite(v) for v in (result['loss'], result['top1'])):

@@ -19,15 +19,16 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from unreal_nas_jax import checkpointing, parallel, timing
+from unreal_nas_jax import checkpointing, optim, parallel, timing
 from unreal_nas_jax.config_utils import to_dict
 from unreal_nas_jax.data import search_data
+from unreal_nas_jax.files import write_json_atomic
 from unreal_nas_jax.models.layers import params_key
 from unreal_nas_jax.models.supernet import SearchNetwork
-from unreal_nas_jax.search import arch, darts, optim
+from unreal_nas_jax.search import arch, darts
 from unreal_nas_jax.search.state import SearchState
 from unreal_nas_jax.search.validate import validate_search_config
-from unreal_nas_jax.space import genotypes
+from unreal_nas_jax.space import derive, genotypes
 from unreal_nas_jax.train import outputs, startup
 
 
@@ -45,7 +46,7 @@ class SearchSetup:
   data: Any
   batch_fn: Any
   artifacts: dict[str, Any]
-  weight_tx: Any
+  weight_sgd: optim.WeightSGD
   arch_tx: Any
   steps_per_epoch: int
   total_epochs: int
@@ -65,12 +66,11 @@ def build_search(
   *,
   workdir: str | None = None,
 ):
-  """Validates `config` and builds the model, data, optimizers and mesh of a search.
+  """Builds the model, data, optimizers and mesh of a search from a validated `config`.
 
   `workdir` (optional) lets the data reuse what an earlier start of the run kept there (the
   fractal systems of rlgd); nothing is written.
   """
-  validate_search_config(config)
   mesh = _search_mesh(config, mesh)
   m, o = config.model, config.optim
   model = SearchNetwork(
@@ -83,10 +83,10 @@ def build_search(
     depthwise_impl=m.depthwise_impl,
   )
   data = search_data.make_search_data(config.data, config.data_seed, workdir=workdir)
-  weight_tx = optim.make_weight_tx(
+  weight_sgd = optim.weight_sgd(
     weight_decay=o.weight_decay, momentum=o.momentum, grad_clip=o.grad_clip
   )
-  arch_tx = optim.make_arch_tx(
+  arch_tx = optim.arch_adam(
     lr=o.arch_lr, b1=o.arch_b1, b2=o.arch_b2, eps=o.arch_eps, weight_decay=o.arch_weight_decay
   )
   return SearchSetup(
@@ -96,7 +96,7 @@ def build_search(
     data=parallel.replicate(data.arrays, mesh),
     batch_fn=data.batch_fn,
     artifacts=data.artifacts,
-    weight_tx=weight_tx,
+    weight_sgd=weight_sgd,
     arch_tx=arch_tx,
     steps_per_epoch=config.data.num_examples // config.search.batch_size,
     total_epochs=config.search.warmup_epochs + config.search.epochs,
@@ -130,7 +130,7 @@ def init_state(setup: SearchSetup) -> SearchState:
       params=variables['params'],
       batch_stats=variables['batch_stats'],
       alphas=alphas,
-      weight_opt_state=setup.weight_tx.init(variables['params']),
+      weight_opt_state=setup.weight_sgd.tx.init(variables['params']),
       arch_opt_state=setup.arch_tx.init(alphas),
       rng=k_rng,
     )
@@ -150,17 +150,18 @@ def make_step_fn(setup: SearchSetup, phase: str):
   """The jitted step of a phase ('warmup': weights only; 'search': DARTS), state donated."""
   config = setup.config
   step = functools.partial(
-    darts.train_step,
+    darts.search_step,
     model=setup.model,
     batch_fn=setup.batch_fn,
-    weight_tx=setup.weight_tx,
+    weight_sgd=setup.weight_sgd,
     arch_tx=setup.arch_tx if phase == 'search' else None,
-    batch_size=config.search.batch_size,
-    steps_per_epoch=setup.steps_per_epoch,
-    order=config.search.order,
-    hypergradient=config.search.hypergradient,
-    fd_radius=config.search.fd_radius,
-    weight_cfg={'weight_decay': config.optim.weight_decay, 'momentum': config.optim.momentum},
+    settings=darts.StepSettings(
+      batch_size=config.search.batch_size,
+      steps_per_epoch=setup.steps_per_epoch,
+      order=config.search.order,
+      hypergradient=config.search.hypergradient,
+      fd_radius=config.search.fd_radius,
+    ),
     mesh=setup.mesh,
   )
   replicated = parallel.replicated(setup.mesh)
@@ -177,7 +178,7 @@ def epoch_inputs(setup: SearchSetup, epoch: int):
 
 def derive_genotype(config: ml_collections.ConfigDict, alphas) -> genotypes.Genotype:
   alphas = jax.device_get(alphas)
-  return genotypes.derive_genotype(
+  return derive.derive_genotype(
     alphas['normal'],
     alphas['reduce'],
     steps=config.model.steps,
@@ -243,7 +244,7 @@ def run_search(
   for name, content in setup.artifacts.items():
     path = os.path.join(workdir, name)
     if outputs.is_writer() and not os.path.exists(path):
-      outputs.write_json_atomic(path, content, indent=1)
+      write_json_atomic(path, content, indent=1)
 
   metrics_log = outputs.MetricsLog(workdir)
   abstract = abstract_state(setup)
@@ -267,9 +268,7 @@ def run_search(
   metrics_log.truncate(start_epoch + 1)
   if start_epoch and outputs.is_writer():
     geno = derive_genotype(config, state.alphas)
-    outputs.write_json_atomic(
-      os.path.join(workdir, 'genotype.json'), genotypes.genotype_to_json(geno)
-    )
+    write_json_atomic(os.path.join(workdir, 'genotype.json'), genotypes.genotype_to_json(geno))
 
   progress = outputs.Progress(config.log.progress, config.log.every_steps, setup.total_epochs)
   sync_every = config.log.sync_every_steps
@@ -309,7 +308,7 @@ def run_search(
     metrics_log.append(record)
     checkpointing.save(manager, epoch + 1, state, {'epoch': epoch + 1, 'phase': phase})
     if outputs.is_writer():
-      outputs.write_json_atomic(os.path.join(workdir, 'genotype.json'), record['genotype'])
+      write_json_atomic(os.path.join(workdir, 'genotype.json'), record['genotype'])
     progress.end_epoch(_summary_line(record, setup.total_epochs))
   timer.close()
 

@@ -69,10 +69,10 @@ def write_preview(
   images, labels = preview_batch(config, count, split)
   shown = display_range(images)
 
-  import matplotlib  # noqa: PLC0415 (plotting only here)
+  import matplotlib  # plotting only here
 
   matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # noqa: PLC0415
+  import matplotlib.pyplot as plt
 
   d = config.data
   fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.45 * rows + 0.5), squeeze=False)

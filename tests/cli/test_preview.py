@@ -5,8 +5,8 @@ import pytest
 import tensorflow_datasets as tfds
 
 from tests.helpers import run_cli
+from unreal_nas_jax.cli import preview
 from unreal_nas_jax.config_utils import ConfigError, load_config
-from unreal_nas_jax.data import preview
 
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 
