@@ -14,9 +14,14 @@ decay 0; Adam 3e-4, betas (0.5, 0.99), architecture weight decay 0; zero-initial
             no warm-up, 50 epochs, weight decay 3e-4, lr cosine to 0.001, architecture weight
             decay 1e-3, betas (0.5, 0.999), alphas 1e-3 * N(0, 1).
   cifar100  the same on CIFAR-100.
-Modifiers:
+Modifiers (after the preset, in any order):
+  sgas      SGAS (criterion 1; --config.search.sgas_criterion=2): an edge per cell type decided
+            after search epochs 9, 14, ..., 44, the batch growing by 8 after each decision.
+  pc_darts  PC-DARTS: K=4 partial channels, edge-normalisation betas, its CIFAR search settings
+            (batch 256, lr 0.1, architecture Adam lr 6e-4, architecture steps from epoch 15).
   quick  a CPU-sized run of the same preset: C=8, 3 cells, 16x16 images, 512 examples, batch 32,
-         1 warm-up + 3 search epochs (cifar: 4 search epochs), rlgd with 10 fractal categories.
+         1 warm-up + 3 search epochs (cifar: 4 search epochs), rlgd with 10 fractal categories;
+         with sgas, a decision after each of 8 search epochs at one batch size.
          Sized for a few minutes on a CPU (README, Speed).
 
 Every field can be overridden, e.g. `--config.search.order=2 --config.data.num_classes=100`; the
@@ -28,16 +33,18 @@ Run:
 
 import ml_collections
 
-from unreal_nas_jax.config_utils import parse_preset
+from unreal_nas_jax.config_utils import ConfigError, parse_preset
 from unreal_nas_jax.data.datasets import DATASETS
 
 PRESETS = ('rlrn', 'rlgd', 'rlrd', 'cifar10', 'cifar100')
 RANDOM_CLASSES = {'rlrn': 5000, 'rlgd': 5000, 'rlrd': 1000}
-MODIFIERS = ('quick',)
+MODIFIERS = ('sgas', 'pc_darts', 'quick')
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   preset, modifiers = parse_preset(arg, kind='search', presets=PRESETS, modifiers=MODIFIERS)
+  if {'sgas', 'pc_darts'} <= set(modifiers):
+    raise ConfigError("config modifiers 'sgas' and 'pc_darts' are not allowed together; pick one")
 
   config = ml_collections.ConfigDict()
   config.preset = arg or 'rlrn'
@@ -77,7 +84,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.depthwise_impl = 'auto'  # 'auto' | 'xla' | 'shift' (ops/depthwise.py)
 
   config.search = ml_collections.ConfigDict()
-  config.search.method = 'darts'
+  config.search.method = 'darts'  # 'darts' | 'sgas' | 'pc_darts'
+  # SGAS (spec section 7): decisions after search epochs start, start + every, ... (0-based).
+  config.search.sgas_criterion = 1  # 1: importance x certainty; 2: x stability
+  config.search.sgas_decision_start = 9
+  config.search.sgas_decision_every = 5
+  config.search.sgas_batch_increase = 8  # the batch grows by this after each decision
+  config.search.partial_channels = 4  # PC-DARTS's K: 1/K of the channels go through the ops
   config.search.order = 1  # 1: first-order DARTS; 2: unrolled (second-order) DARTS
   config.search.hypergradient = 'finite_difference'  # second order: 'finite_difference' | 'exact'
   config.search.fd_radius = 0.01  # finite-difference HVP: weights move by 0.01 (reference)
@@ -86,6 +99,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.search.batch_size = 64  # global batch, split over devices
   config.search.alpha_init = 'zeros'  # 'zeros' (UnrealNAS) | 'normal' (DARTS: scale * N(0, 1))
   config.search.alpha_init_scale = 1e-3
+  config.search.num_seeds = 1  # N independent searches (seeds seed..seed+N-1) in one program
+  config.search.seeds_share_data = True  # False: seed k searches on data_seed + k
 
   config.optim = ml_collections.ConfigDict()
   config.optim.lr = 0.025  # weight SGD, cosine over warm-up + search epochs
@@ -120,6 +135,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.optim.arch_weight_decay = 1e-3
     config.optim.arch_b2 = 0.999
 
+  if 'sgas' in modifiers:
+    config.search.method = 'sgas'
+  if 'pc_darts' in modifiers:
+    # PC-DARTS's CIFAR search (spec section 8): architecture steps only from epoch 15.
+    config.search.method = 'pc_darts'
+    config.search.batch_size = 256
+    config.optim.lr = 0.1
+    config.optim.lr_min = 0.0
+    config.optim.arch_lr = 6e-4
+    config.search.warmup_epochs = 15
+    config.search.epochs = 35
+
   if 'quick' in modifiers:
     config.data.num_examples = 512
     config.data.image_size = 16
@@ -131,4 +158,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.data.fractal_categories = 10
     config.checkpoint.max_to_keep = 0
     config.log.every_steps = 8
+    if config.search.method == 'sgas':
+      # A decision after every search epoch until all 8 edges per cell are decided; one batch
+      # size, so the search step compiles once.
+      config.search.epochs = 2 * config.model.steps
+      config.search.sgas_decision_start = 0
+      config.search.sgas_decision_every = 1
+      config.search.sgas_batch_increase = 0
   return config

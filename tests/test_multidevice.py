@@ -27,8 +27,8 @@ SCRIPT = textwrap.dedent(
     sums = parallel.replicate(darts.init_metrics(), mesh)
     for phase, epoch in (('warmup', 0), ('search', 1), ('search', 1)):
       step = search_loop.make_step_fn(setup, phase)
-      train_perm, val_perm, lr = search_loop.epoch_inputs(setup, epoch)
-      state, sums = step(state, sums, setup.data, train_perm, val_perm, lr)
+      inputs = search_loop.epoch_inputs(setup, epoch)
+      state, sums = step(state, sums, setup.data, *inputs)
     return jax.device_get(state), jax.device_get(sums), state
 
   one, one_sums, _ = three_steps(1)
@@ -47,6 +47,17 @@ SCRIPT = textwrap.dedent(
     assert 'config.search.batch_size=12 does not divide by the 8 devices' in str(e), e
   else:
     raise AssertionError('batch 12 on 8 devices was accepted')
+  # SGAS grows the batch after each decision: every batch it will reach must divide too.
+  grows = tiny_search_config(
+    search__method='sgas', search__batch_size=16, search__sgas_batch_increase=4,
+    data__num_examples=64,
+  )
+  try:
+    search_loop.build_search(grows)
+  except parallel.DeviceError as e:
+    assert 'the batch after 1 SGAS decisions' in str(e) and '=20 does not divide' in str(e), e
+  else:
+    raise AssertionError('an SGAS batch growing to 20 on 8 devices was accepted')
   print('OK')
   """
 )

@@ -30,23 +30,35 @@ from unreal_nas_jax import timing
 from unreal_nas_jax.config_utils import ConfigError, load_config
 from unreal_nas_jax.data import search_data, tfds_cifar
 from unreal_nas_jax.ops.depthwise import resolve_depthwise_impl
-from unreal_nas_jax.search import darts
 from unreal_nas_jax.search.validate import validate_search_config
 from unreal_nas_jax.train import search_loop
 
-BUILTIN_CASES = ('paper', 'small', 'data', 'train_cifar', 'train_imagenet', 'torch_reference')
-CONFIG_CASES = ('steps', 'data')  # with a config: its search steps, its dataset
+BUILTIN_CASES = (
+  'paper',
+  'small',
+  'sgas',
+  'pc_darts',
+  'data',
+  'train_cifar',
+  'train_imagenet',
+  'torch_reference',
+)
+CONFIG_CASES = ('steps', 'data', 'seeds')  # with a config: its search steps, dataset, N seeds
 DATA_CASE_DATASETS = ('rlrn', 'rlgd', 'rlrd', 'cifar10')
 
 
 def builtin_config(case: str) -> ml_collections.ConfigDict:
-  """'paper': C=16, 8 cells, batch 64, 32x32, 5000 classes; 'small': the quick preset;
+  """'paper': C=16, 8 cells, batch 64, 32x32, 5000 classes; 'small': the quick preset; 'sgas',
+  'pc_darts': the paper size with those methods' presets (SGAS at its first batch, 64; PC-DARTS
+  at its 256), first order;
   'train_cifar': DARTS_V2 in the CIFAR-10 network (C=36, 20 cells, batch 96); 'train_imagenet':
   DARTS_V2 in the ImageNet network (C=48, 14 cells, 224x224, batch 128 as in DARTS)."""
   if case == 'paper':
     return load_config('configs/search.py:rlrn')
   if case == 'small':
     return load_config('configs/search.py:rlrn,quick')
+  if case in ('sgas', 'pc_darts'):
+    return load_config(f'configs/search.py:rlrn,{case}')
   if case in ('train_cifar', 'train_imagenet'):
     config = load_config(
       f'configs/train.py:{"cifar10" if case == "train_cifar" else "imagenet"},fake_data'
@@ -127,14 +139,16 @@ def time_search_step(config: ml_collections.ConfigDict, steps: int) -> dict[str,
   timing_record = _time_step(
     step_fn,
     state,
-    darts.init_metrics(),
+    search_loop.init_sums(setup),
     inputs,
     steps=steps,
-    batch=config.search.batch_size,
+    batch=config.search.batch_size * config.search.num_seeds,
     mesh=setup.mesh,
     timer=timer,
   )
   return {
+    'method': config.search.method,
+    'num_seeds': config.search.num_seeds,
     'order': config.search.order,
     'hypergradient': config.search.hypergradient if config.search.order == 2 else None,
     **timing_record,
@@ -145,6 +159,29 @@ def time_search_step(config: ml_collections.ConfigDict, steps: int) -> dict[str,
     'image_size': config.data.image_size,
     'num_classes': config.data.num_classes,
     'depthwise_impl': resolve_depthwise_impl(config.model.depthwise_impl),
+  }
+
+
+def time_seeds(config: ml_collections.ConfigDict, steps: int) -> dict[str, Any]:
+  """N searches as one vmapped program against one search's step run N times (one record).
+
+  N is `config.search.num_seeds`, or 4 when the config has one seed.
+  """
+  n = config.search.num_seeds if config.search.num_seeds > 1 else 4
+  records = {}
+  for count in (1, n):
+    cfg = ml_collections.ConfigDict(config.to_dict())
+    cfg.search.num_seeds = count
+    records[count] = time_search_step(cfg, steps)
+  single_s = records[1]['median_step_ms'] / 1000
+  seeds_s = records[n]['median_step_ms'] / 1000
+  return {
+    'num_seeds': n,
+    'single_seed': records[1],
+    'seeds': records[n],
+    'sequential_step_s': round(n * single_s, 3),
+    'seeds_step_s': round(seeds_s, 3),
+    'speedup_vs_sequential': round(n * single_s / seeds_s, 2),
   }
 
 
@@ -266,12 +303,15 @@ def run_bench(
     else:
       for dataset in DATA_CASE_DATASETS:
         yield {'case': 'data', **time_data(load_config(f'configs/search.py:{dataset}'), steps)}
+  if config is not None and 'seeds' in cases and 'train' not in config:
+    yield {'case': 'seeds', **time_seeds(config, steps)}
   if config is not None:
     named = [('config', config)] if 'steps' in cases else []
   else:
-    named = [(c, builtin_config(c)) for c in cases if c in ('paper', 'small')]
+    named = [(c, builtin_config(c)) for c in cases if c in ('paper', 'small', 'sgas', 'pc_darts')]
   for name, base in named:
-    for order in orders:
+    first_order_only = base.search.method != 'darts'  # SGAS and PC-DARTS are first order
+    for order in (1,) if first_order_only else orders:
       cfg = ml_collections.ConfigDict(base.to_dict())
       cfg.search.order = order
       yield {'case': name, **time_search_step(cfg, steps)}

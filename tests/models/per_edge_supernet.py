@@ -17,7 +17,9 @@ from unreal_nas_jax.models.layers import (
   FactorizedReduce,
   ReLUConvBN,
   avg_pool_3x3,
+  channel_shuffle,
   make_op,
+  max_pool_2x2,
   max_pool_3x3,
   torch_default_bias_init,
   torch_default_init,
@@ -38,14 +40,29 @@ class PoolBN(nn.Module):
 
 
 class MixedOp(nn.Module):
-  """sum_k w_k * op_k(x) over the candidate ops."""
+  """sum_k w_k * op_k(x) over the candidate ops.
+
+  With `partial_channels` K > 1 (PC-DARTS), as the reference writes it: the ops see the first C/K
+  channels, the rest bypass them (2x2 max pool when strided) weighted by the edge's beta (the sum
+  of its weights), then the two are concatenated and channel-shuffled, on this edge alone.
+  """
 
   features: int
   stride: int
   depthwise_impl: str = 'xla'
+  partial_channels: int = 1
 
   @nn.compact
   def __call__(self, x, weights, train):
+    k = self.partial_channels
+    if k > 1:
+      part = x.shape[-1] // k
+      mixed = MixedOp(part, self.stride, self.depthwise_impl, name='partial')(
+        x[..., :part], weights, train
+      )
+      rest = x[..., part:]
+      rest = max_pool_2x2(rest) if self.stride == 2 else rest
+      return channel_shuffle(jnp.concatenate([mixed, weights.sum() * rest], axis=-1), k)
     out = None
     for k, name in enumerate(PRIMITIVES):
       if name == 'none':
@@ -68,6 +85,7 @@ class PerEdgeCell(nn.Module):
   steps: int = 4
   multiplier: int = 4
   depthwise_impl: str = 'xla'
+  partial_channels: int = 1
 
   @nn.compact
   def __call__(self, s0, s1, weights, train):
@@ -83,7 +101,7 @@ class PerEdgeCell(nn.Module):
       for e, (src, dst) in enumerate(edge_list(self.steps)):
         if dst == node:
           stride = 2 if self.reduction and src < 2 else 1
-          y = MixedOp(c, stride, self.depthwise_impl, name=f'edge_{e}')(
+          y = MixedOp(c, stride, self.depthwise_impl, self.partial_channels, name=f'edge_{e}')(
             states[src], weights[e], train
           )
           total = y if total is None else total + y
@@ -99,6 +117,7 @@ class PerEdgeNetwork(nn.Module):
   multiplier: int = 4
   stem_multiplier: int = 3
   depthwise_impl: str = 'xla'
+  partial_channels: int = 1
 
   @nn.compact
   def __call__(self, images, arch_weights, train=True):
@@ -112,7 +131,7 @@ class PerEdgeNetwork(nn.Module):
         c *= 2
       cell = PerEdgeCell(
         c, reduction, reduction_prev, self.steps, self.multiplier, self.depthwise_impl,
-        name=f'cell_{i}',
+        self.partial_channels, name=f'cell_{i}',
       )  # fmt: skip
       s0, s1 = s1, cell(s0, s1, arch_weights['reduce' if reduction else 'normal'], train)
       reduction_prev = reduction
@@ -161,7 +180,7 @@ def _set(tree, path, value):
   tree[path[-1]] = value
 
 
-def to_per_edge_variables(variables, steps: int):
+def to_per_edge_variables(variables, steps: int, partial_channels: int = 1):
   """{'params', 'batch_stats'} of the fused SearchNetwork as the per-edge network's variables."""
   # numpy: hundreds of small slices, which jax would dispatch (and compile) one by one.
   params, stats = jax.device_get((variables['params'], variables['batch_stats']))
@@ -180,21 +199,22 @@ def to_per_edge_variables(variables, steps: int):
       for si in range(len(group.sources)):
         for ti in range(len(group.targets)):
           edge = f'edge_{int(group.edges[si, ti])}'
+          edge = (edge, 'partial') if partial_channels > 1 else (edge,)
           for pname, (op, path) in _CONV_PARAMS.items():
             if pname in gp:
               value = gp[pname][si, ti]
               if path[0].startswith('Pointwise'):
                 value = value[None, None]  # a 1x1 convolution's (1, 1, C_in, C_out) kernel
-              _set(new_p, (edge, op, *path), value)
+              _set(new_p, (*edge, op, *path), value)
           for bname, parts in _BN_STATS.items():
             if bname not in gs:
               continue
             n_edges = len(group.targets)
             for block, op, path in parts:
               for stat in ('mean', 'var'):
-                _set(new_s, (edge, op, *path, stat), gs[bname][stat][si, block * n_edges + ti])
+                _set(new_s, (*edge, op, *path, stat), gs[bname][stat][si, block * n_edges + ti])
           for j, pool in enumerate(('max_pool_3x3', 'avg_pool_3x3')):
             for stat in ('mean', 'var'):
-              _set(new_s, (edge, pool, 'bn', stat), gs['pool_bn'][stat][si, j])
+              _set(new_s, (*edge, pool, 'bn', stat), gs['pool_bn'][stat][si, j])
     out_params[name], out_stats[name] = new_p, new_s
   return {'params': out_params, 'batch_stats': out_stats}

@@ -138,6 +138,7 @@ def _search_state(model, variables, alphas, weight_tx, arch_tx):
     weight_opt_state=weight_tx.init(variables['params']),
     arch_opt_state=arch_tx.init(alphas),
     rng=jax.random.PRNGKey(0),
+    decisions=None,
   )
 
 

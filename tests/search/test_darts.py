@@ -20,9 +20,9 @@ def setup_and_batches():
   setup = search_loop.build_search(config)
   state = search_loop.init_state(setup)
   # One real warm-up step first, so the momentum buffer the virtual step reuses is non-zero.
-  train_perm, val_perm, lr = search_loop.epoch_inputs(setup, 0)
+  inputs = search_loop.epoch_inputs(setup, 0)
   warmup = search_loop.make_step_fn(setup, 'warmup')
-  state, _ = warmup(state, darts.init_metrics(), setup.data, train_perm, val_perm, lr)
+  state, _ = warmup(state, darts.init_metrics(), setup.data, *inputs)
   idx = jnp.arange(8, dtype=jnp.int32)
   train_batch = setup.batch_fn(setup.data, idx, 'train')
   val_batch = setup.batch_fn(setup.data, idx + 8, 'val')
@@ -160,11 +160,9 @@ def test_cosine_learning_rate_matches_reference_formula():
 def test_search_step_updates_alphas_then_weights_and_counts(setup_and_batches):
   setup, state, _, _ = setup_and_batches
   step = search_loop.make_step_fn(setup, 'search')
-  train_perm, val_perm, lr = search_loop.epoch_inputs(setup, 1)
+  inputs = search_loop.epoch_inputs(setup, 1)
   before = jax.device_get(state)
-  state2, sums = step(
-    jax.tree.map(jnp.copy, state), darts.init_metrics(), setup.data, train_perm, val_perm, lr
-  )
+  state2, sums = step(jax.tree.map(jnp.copy, state), darts.init_metrics(), setup.data, *inputs)
   sums = jax.device_get(sums)
   assert int(state2.step) == int(before.step) + 1
   assert sums['steps'] == 1 and sums['examples'] == 8

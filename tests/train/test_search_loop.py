@@ -137,8 +137,8 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_good_checkpoint(tmp_path, 
   original = search_loop.epoch_inputs
 
   def poisoned(setup, epoch):
-    train_perm, val_perm, lr = original(setup, epoch)
-    return train_perm, val_perm, lr * jnp.nan if epoch == 1 else lr
+    train_perm, val_perm, lr, start = original(setup, epoch)
+    return train_perm, val_perm, lr * jnp.nan if epoch == 1 else lr, start
 
   monkeypatch.setattr(search_loop, 'epoch_inputs', poisoned)
   with pytest.raises(search_loop.NonFiniteLossError, match=r'epoch 2 at step 2/4') as err:

@@ -140,9 +140,11 @@ def search_command(argv: Sequence[str]) -> int:
   from unreal_nas_jax.train.search_loop import run_search
 
   summary = run_search(config, workdir)
-  print(f'search finished after {summary["epochs"]} epochs; genotype:')
-  print(summary['genotype_text'])
-  print(f'written to {os.path.join(summary["workdir"], "genotype.json")}')
+  for seed in summary['seeds']:
+    which = f' of seed {seed["seed"]}' if summary['num_seeds'] > 1 else ''
+    print(f'search finished after {summary["epochs"]} epochs; genotype{which}:')
+    print(seed['genotype_text'])
+    print(f'written to {os.path.join(seed["dir"], "genotype.json")}')
   return 0
 
 
@@ -154,13 +156,24 @@ def bench_command(argv: Sequence[str]) -> int:
   flags.DEFINE_list('orders', ['1', '2'], 'Architecture-gradient orders to time.', flag_values=fv)
   flags.DEFINE_list(
     'cases',
-    ['paper', 'small', 'data', 'train_cifar', 'train_imagenet', 'torch_reference'],
-    'What to time. Without --config: paper, small (search steps of those sizes), data (build '
+    [
+      'paper',
+      'small',
+      'sgas',
+      'pc_darts',
+      'data',
+      'train_cifar',
+      'train_imagenet',
+      'torch_reference',
+    ],
+    'What to time. Without --config: paper, small (search steps of those sizes), sgas, pc_darts '
+    '(the paper-size first-order step of those methods), data (build '
     'and per-step cost of every dataset; rlrd/cifar10 need prepared tfds data), train_cifar, '
     'train_imagenet (the retraining step of DARTS_V2 in the CIFAR-10 and ImageNet networks), '
     "torch_reference (the DARTS reference's first-order step in PyTorch at the paper size, "
     'when torch is installed). '
-    "With a search --config: steps, data (that config's); with a train config "
+    "With a search --config: steps, data (that config's), seeds (N seeds in one program "
+    'against N single-seed steps; N = search.num_seeds, or 4); with a train config '
     '(configs/train.py): its retraining step. Default: all of them.',
     flag_values=fv,
   )

@@ -274,6 +274,18 @@ def max_pool_3x3(x: jax.Array, stride: int) -> jax.Array:
   return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, *_pool_window(x, stride))
 
 
+def max_pool_2x2(x: jax.Array) -> jax.Array:
+  """2x2 max pool, stride 2, no padding, over (H, W) of (..., H, W, C) with H and W even."""
+  *lead, h, w, c = x.shape
+  return x.reshape(*lead, h // 2, 2, w // 2, 2, c).max(axis=(-4, -2))
+
+
+def channel_shuffle(x: jax.Array, groups: int) -> jax.Array:
+  """ShuffleNet's channel shuffle of (..., C): channel g * (C / groups) + j moves to j * groups + g."""
+  *lead, c = x.shape
+  return x.reshape(*lead, groups, c // groups).swapaxes(-1, -2).reshape(*lead, c)
+
+
 def avg_pool_3x3(x: jax.Array, stride: int) -> jax.Array:
   """3x3 average pool, padding 1, padded cells not counted (PyTorch count_include_pad=False)."""
   sums = jax.lax.reduce_window(x, 0.0, jax.lax.add, *_pool_window(x, stride))

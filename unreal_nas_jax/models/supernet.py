@@ -19,7 +19,14 @@ same state reads the same tensor:
     statistics normalises them;
   - the two cell inputs have the same shape, so their edges form one group; each intermediate
     node is then the source of one more group.
-A cell is thus 4 groups instead of 14 edges x 7 ops. Parameters keep the reference's shapes
+A cell is thus 4 groups instead of 14 edges x 7 ops.
+
+PC-DARTS (`partial_channels` K > 1, spec section 8): only the first C/K channels of a source go
+through the ops, the rest bypass them (a 2x2 max pool on stride-2 edges), each edge's output is the
+channel shuffle of the two concatenated, and nodes sum their edges weighted by the edge betas. The
+caller passes weights already multiplied by the betas, so an edge's bypass weight is the sum of its
+row; and as the concatenation and the shuffle are linear, they are applied once per node to the
+sums over its edges rather than once per edge. Parameters keep the reference's shapes
 (stacked over sources and edges), so the supernet has exactly the reference's parameter count,
 and `tests/models/test_supernet.py` checks logits, BatchNorm statistics and first- and
 second-order alpha gradients against an edge-by-edge implementation.
@@ -41,6 +48,8 @@ from unreal_nas_jax.models.layers import (
   FactorizedReduce,
   ReLUConvBN,
   avg_pool_3x3,
+  channel_shuffle,
+  max_pool_2x2,
   max_pool_3x3,
   torch_default_bias_init,
   torch_default_init,
@@ -207,6 +216,7 @@ class SearchCell(nn.Module):
   steps: int = 4
   multiplier: int = 4
   depthwise_impl: str = 'auto'
+  partial_channels: int = 1
 
   @nn.compact
   def __call__(self, s0: jax.Array, s1: jax.Array, weights: jax.Array, train: bool) -> jax.Array:
@@ -217,19 +227,36 @@ class SearchCell(nn.Module):
       s0 = ReLUConvBN(c, affine=False, name='preprocess0')(s0, train)
     s1 = ReLUConvBN(c, affine=False, name='preprocess1')(s1, train)
 
+    k = self.partial_channels
     states = [s0, s1]
     nodes: list[jax.Array | None] = [None] * self.steps
     for group in edge_groups(self.steps):
       sources = jnp.stack([states[i] for i in group.sources])
       stride = 2 if self.reduction and group.sources[0] < 2 else 1
-      out = EdgeGroup(len(group.targets), stride, self.depthwise_impl, name=group.name)(
-        sources, weights[group.edges], train
-      )
+      group_weights = weights[group.edges]
+      mixed = EdgeGroup(len(group.targets), stride, self.depthwise_impl, name=group.name)
+      if k == 1:
+        out = mixed(sources, group_weights, train)
+      else:
+        part = c // k
+        bypass = sources[..., part:]
+        bypass = max_pool_2x2(bypass) if stride == 2 else bypass
+        edge_weights = group_weights.sum(-1).astype(bypass.dtype)  # the betas
+        out = jnp.concatenate(
+          [
+            mixed(sources[..., :part], group_weights, train),
+            jnp.einsum('snhwc,se->enhwc', bypass, edge_weights),
+          ],
+          axis=-1,
+        )
       for i, target in enumerate(group.targets):
         nodes[target] = out[i] if nodes[target] is None else nodes[target] + out[i]
       if len(states) - 2 < self.steps:
-        # The next group reads the next node, which every earlier group has now added into.
-        states.append(nodes[len(states) - 2])
+        # The next node is complete: every group that adds into it came before (the last group
+        # completes the last node).
+        node = len(states) - 2
+        nodes[node] = nodes[node] if k == 1 else channel_shuffle(nodes[node], k)
+        states.append(nodes[node])
     return jnp.concatenate(nodes[self.steps - self.multiplier :], axis=-1)
 
 
@@ -244,6 +271,7 @@ class SearchNetwork(nn.Module):
     multiplier: how many of the last nodes are concatenated into the cell output (4).
     stem_multiplier: the stem outputs stem_multiplier * C channels (3).
     depthwise_impl: depthwise convolution implementation ('auto' picks by platform).
+    partial_channels: K of PC-DARTS (1/K of each edge's channels go through the ops); 1 is DARTS.
   """
 
   num_classes: int
@@ -253,6 +281,7 @@ class SearchNetwork(nn.Module):
   multiplier: int = 4
   stem_multiplier: int = 3
   depthwise_impl: str = 'auto'
+  partial_channels: int = 1
 
   @nn.compact
   def __call__(
@@ -274,6 +303,7 @@ class SearchNetwork(nn.Module):
         self.steps,
         self.multiplier,
         self.depthwise_impl,
+        self.partial_channels,
         name=f'cell_{i}',
       )
       s0, s1 = s1, cell(s0, s1, arch_weights['reduce' if reduction else 'normal'], train)

@@ -1,4 +1,4 @@
-"""The DARTS search step as one pure function: `(state, metrics, data, perms, lr) -> (state, metrics)`.
+"""The DARTS search step as one pure function: `(state, metrics, data, perms, lr, start) -> ...`.
 
 One search step (reference order): (1) an architecture step on a validation batch, first order or
 second order, then (2) a weight step on a training batch with the updated alphas. A warm-up step
@@ -47,13 +47,16 @@ def init_metrics() -> dict[str, jax.Array]:
   return {**sums, 'first_bad_step': jnp.asarray(NO_BAD_STEP, jnp.int32)}
 
 
-def loss_fn(params, batch_stats, alphas, batch: Batch, *, model: nn.Module):
-  """Mean cross entropy of the supernet in training mode; aux = (new batch stats, logits)."""
+def loss_fn(params, batch_stats, alphas, batch: Batch, *, model: nn.Module, decisions=None):
+  """Mean cross entropy of the supernet in training mode; aux = (new batch stats, logits).
+
+  `decisions`: SGAS's decided and pruned edges (`search.sgas`), or None.
+  """
   images, labels = batch
   logits, updates = model.apply(
     {'params': params, 'batch_stats': batch_stats},
     images,
-    arch_weights(alphas),
+    arch_weights(alphas, decisions),
     train=True,
     mutable=['batch_stats'],
   )
@@ -71,34 +74,52 @@ class StepSettings:
 
   Attributes:
     batch_size: global batch of each half (split over the devices).
-    steps_per_epoch: steps per epoch (the position in the epoch's permutations).
     order: 1 (first-order DARTS) or 2 (unrolled).
     hypergradient: second order: 'finite_difference' (reference) or 'exact'.
     fd_radius: ||R v|| of the finite-difference Hessian-vector product (reference: 0.01).
+    sgas: apply the state's SGAS decisions to the mixing weights.
   """
 
   batch_size: int
-  steps_per_epoch: int
   order: int = 1
   hypergradient: str = 'finite_difference'
   fd_radius: float = FD_RADIUS
+  sgas: bool = False
 
 
 def virtual_weights(
-  params, batch_stats, alphas, weight_opt_state, train_batch, eta, *, model, weight_sgd
+  params,
+  batch_stats,
+  alphas,
+  weight_opt_state,
+  train_batch,
+  eta,
+  *,
+  model,
+  weight_sgd,
+  decisions=None,
 ):
   """w' = w - eta * direction(grad_w L_train), reusing the real optimizer's momentum state.
 
   `weight_sgd` is the `optim.WeightSGD` whose `tx` state `weight_opt_state` is.
   """
-  grads = jax.grad(lambda w: loss_fn(w, batch_stats, alphas, train_batch, model=model)[0])(params)
+  loss = functools.partial(loss_fn, model=model, decisions=decisions)
+  grads = jax.grad(lambda w: loss(w, batch_stats, alphas, train_batch)[0])(params)
   momentum = optim.direction_state(weight_opt_state)
   direction, _ = weight_sgd.direction.update(grads, momentum, params)
   return jax.tree.map(lambda w, d: w - eta * d, params, direction)
 
 
 def second_order_fd_grad(
-  state: SearchState, train_batch, val_batch, eta, *, model, weight_sgd, radius: float = FD_RADIUS
+  state: SearchState,
+  train_batch,
+  val_batch,
+  eta,
+  *,
+  model,
+  weight_sgd,
+  radius: float = FD_RADIUS,
+  decisions=None,
 ):
   """The reference's unrolled hypergradient with a finite-difference Hessian-vector product.
 
@@ -107,6 +128,7 @@ def second_order_fd_grad(
   tracks the exact product closely on real-size batches and only roughly on tiny ones.
   """
   bs = state.batch_stats
+  loss = functools.partial(loss_fn, model=model, decisions=decisions)
   w_virtual = virtual_weights(
     state.params,
     bs,
@@ -116,16 +138,15 @@ def second_order_fd_grad(
     eta,
     model=model,
     weight_sgd=weight_sgd,
+    decisions=decisions,
   )
   (val_loss, (_, val_logits)), (v, d_alpha) = jax.value_and_grad(
-    loss_fn, argnums=(0, 2), has_aux=True
-  )(w_virtual, bs, state.alphas, val_batch, model=model)
+    loss, argnums=(0, 2), has_aux=True
+  )(w_virtual, bs, state.alphas, val_batch)
   radius = radius / optax.tree.norm(v)
 
   def train_alpha_grad(w):
-    return jax.grad(loss_fn, argnums=2, has_aux=True)(
-      w, bs, state.alphas, train_batch, model=model
-    )[0]
+    return jax.grad(loss, argnums=2, has_aux=True)(w, bs, state.alphas, train_batch)[0]
 
   # w + Rv and w - Rv share one traced gradient program (lax.map), halving what XLA compiles.
   pair = jax.tree.map(lambda w, d: jnp.stack([w + radius * d, w - radius * d]), state.params, v)
@@ -134,7 +155,9 @@ def second_order_fd_grad(
   return grad, val_loss, val_logits
 
 
-def second_order_exact_grad(state: SearchState, train_batch, val_batch, eta, *, model, weight_sgd):
+def second_order_exact_grad(
+  state: SearchState, train_batch, val_batch, eta, *, model, weight_sgd, decisions=None
+):
   """The exact unrolled hypergradient: autodiff through the virtual step."""
   bs = state.batch_stats
 
@@ -148,8 +171,9 @@ def second_order_exact_grad(state: SearchState, train_batch, val_batch, eta, *, 
       eta,
       model=model,
       weight_sgd=weight_sgd,
+      decisions=decisions,
     )
-    loss, (_, logits) = loss_fn(w_virtual, bs, alphas, val_batch, model=model)
+    loss, (_, logits) = loss_fn(w_virtual, bs, alphas, val_batch, model=model, decisions=decisions)
     return loss, logits
 
   (val_loss, val_logits), grad = jax.value_and_grad(unrolled_val_loss, has_aux=True)(state.alphas)
@@ -172,6 +196,7 @@ def search_step(
   train_perm: jax.Array,
   val_perm: jax.Array,
   lr: jax.Array,
+  epoch_start: jax.Array,
   *,
   model: nn.Module,
   batch_fn: BatchFn,
@@ -188,6 +213,7 @@ def search_step(
     data: the dataset's device arrays, passed to `batch_fn`.
     train_perm, val_perm: this epoch's example orders for the two halves.
     lr: the weight learning rate of this epoch (also eta of the virtual step).
+    epoch_start: the global step of this epoch's first step (the position in the permutations).
     model: the supernet.
     batch_fn: makes a batch from indices, see `unreal_nas_jax.data.search_data`.
     weight_sgd: the weights' optimizer (`optim.weight_sgd`); arch_tx: the alphas' (`optim.arch_adam`).
@@ -198,7 +224,9 @@ def search_step(
     (new state, updated metrics).
   """
   batch_size = settings.batch_size
-  position = state.step % settings.steps_per_epoch
+  position = state.step - epoch_start
+  decisions = state.decisions if settings.sgas else None
+  loss = functools.partial(loss_fn, model=model, decisions=decisions)
   # Augmentation randomness (real data) is a function of the step: a resumed run repeats it.
   take = functools.partial(
     _take_batch,
@@ -216,23 +244,20 @@ def search_step(
     val_batch = take(val_perm, split='val', mesh=mesh)
     if settings.order == 1:
       (val_loss, (batch_stats, val_logits)), grad = jax.value_and_grad(
-        loss_fn, argnums=2, has_aux=True
-      )(state.params, batch_stats, alphas, val_batch, model=model)
+        loss, argnums=2, has_aux=True
+      )(state.params, batch_stats, alphas, val_batch)
     else:
+      common = dict(model=model, weight_sgd=weight_sgd, decisions=decisions)
       if settings.hypergradient == 'exact':
-        second_order = functools.partial(
-          second_order_exact_grad, model=model, weight_sgd=weight_sgd
-        )
+        second_order = functools.partial(second_order_exact_grad, **common)
       else:
-        second_order = functools.partial(
-          second_order_fd_grad, model=model, weight_sgd=weight_sgd, radius=settings.fd_radius
-        )
+        second_order = functools.partial(second_order_fd_grad, **common, radius=settings.fd_radius)
       grad, val_loss, val_logits = second_order(state, train_batch, val_batch, lr)
     updates, arch_opt_state = arch_tx.update(grad, arch_opt_state, alphas)
     alphas = optax.apply_updates(alphas, updates)
 
-  (loss, (batch_stats, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-    state.params, batch_stats, alphas, train_batch, model=model
+  (train_loss, (batch_stats, logits)), grads = jax.value_and_grad(loss, has_aux=True)(
+    state.params, batch_stats, alphas, train_batch
   )
   updates, weight_opt_state = weight_sgd.tx.update(grads, state.weight_opt_state, state.params)
   params = jax.tree.map(lambda w, u: w - lr * u, state.params, updates)
@@ -245,9 +270,11 @@ def search_step(
     weight_opt_state=weight_opt_state,
     arch_opt_state=arch_opt_state,
   )
-  finite = jnp.isfinite(loss) if val_loss is None else jnp.isfinite(loss) & jnp.isfinite(val_loss)
+  finite = jnp.isfinite(train_loss)
+  if val_loss is not None:
+    finite &= jnp.isfinite(val_loss)
   metrics = dict(metrics)
-  metrics['train_loss'] += loss
+  metrics['train_loss'] += train_loss
   metrics['train_correct'] += _correct(logits, train_batch[1])
   if val_loss is not None:
     metrics['val_loss'] += val_loss

@@ -20,6 +20,8 @@ class SearchState:
     weight_opt_state: state of `optim.weight_sgd(...).tx` (holds the momentum buffer).
     arch_opt_state: state of `optim.arch_adam` (Adam moments).
     rng: PRNG key for stochastic search methods.
+    decisions: SGAS's decided and pruned edges and score history (`search.sgas`); present and
+      unused (nothing decided) for the other methods.
   """
 
   step: jax.Array
@@ -29,3 +31,4 @@ class SearchState:
   weight_opt_state: Any
   arch_opt_state: Any
   rng: jax.Array
+  decisions: Any

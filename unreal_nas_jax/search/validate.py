@@ -16,9 +16,9 @@ from unreal_nas_jax.data.search_data import FRACTAL_COLOR_MODES, SEARCH_DATASETS
 from unreal_nas_jax.ops.depthwise import DEPTHWISE_IMPLS
 from unreal_nas_jax.search.arch import ALPHA_INITS
 from unreal_nas_jax.search.darts import HYPERGRADIENTS
+from unreal_nas_jax.search.derivation import SEARCH_METHODS
+from unreal_nas_jax.search.sgas import CRITERIA
 from unreal_nas_jax.space.primitives import reduction_indices
-
-SEARCH_METHODS = ('darts',)
 
 
 def _validate_data_source(config: ml_collections.ConfigDict) -> None:
@@ -97,6 +97,31 @@ def validate_search_config(config: ml_collections.ConfigDict) -> None:
   )
 
   require_choice(config, 'search.method', SEARCH_METHODS)
+  require_range(config, 'search.num_seeds', 1, integer=True)
+  require_choice(config, 'search.seeds_share_data', (True, False))
+  require_choice(config, 'search.sgas_criterion', CRITERIA)
+  require_range(config, 'search.sgas_decision_start', 0, integer=True)
+  require_range(config, 'search.sgas_decision_every', 1, integer=True)
+  require_range(config, 'search.sgas_batch_increase', 0, integer=True)
+  require_range(config, 'search.partial_channels', 1, integer=True)
+  if config.search.method == 'sgas':
+    largest = config.search.batch_size + 2 * config.model.steps * config.search.sgas_batch_increase
+    require(
+      largest <= config.data.num_examples,
+      'search.sgas_batch_increase',
+      config.search.sgas_batch_increase,
+      f'a growth that keeps the batch within data.num_examples={config.data.num_examples} after '
+      f'all {2 * config.model.steps} decisions (it would reach {largest})',
+    )
+  if config.search.method == 'pc_darts':
+    k = config.search.partial_channels
+    require(
+      config.model.channels % (2 * k) == 0,
+      'model.channels',
+      config.model.channels,
+      f'a multiple of 2 x search.partial_channels={k} (each edge splits its channels K ways and '
+      'a strided skip halves its share)',
+    )
   require_choice(config, 'search.order', (1, 2))
   require_choice(config, 'search.hypergradient', HYPERGRADIENTS)
   require_range(config, 'search.fd_radius', 0, low_open=True)

@@ -13,7 +13,8 @@ import os
 
 from unreal_nas_jax import checkpointing
 from unreal_nas_jax.config_utils import ConfigError
-from unreal_nas_jax.space import derive, genotypes, published
+from unreal_nas_jax.search import derivation
+from unreal_nas_jax.space import genotypes, published
 
 
 def resolve_genotype(spec: str) -> tuple[genotypes.Genotype, str]:
@@ -52,18 +53,30 @@ def genotype_from_search_workdir(workdir: str) -> tuple[genotypes.Genotype, str]
       f'{workdir!r} holds no search checkpoint (no {checkpoints}); run or resume the search first, '
       'or pass its genotype.json'
     )
-  model = {'steps': 4, 'multiplier': 4}
+  model, search = {'steps': 4, 'multiplier': 4}, {'method': 'darts', 'sgas_criterion': 1}
   if os.path.exists(config_path):
     with open(config_path) as f:
-      model.update(json.load(f).get('model', {}))
+      saved = json.load(f)
+    model.update(saved.get('model', {}))
+    search.update(saved.get('search', {}))
   try:
     state, record, step = checkpointing.restore_raw(checkpoints)
   except FileNotFoundError:
     raise ConfigError(f'{workdir!r} holds no complete search checkpoint') from None
   if not isinstance(state, dict) or 'alphas' not in state:
     raise ConfigError(f'the checkpoint in {checkpoints} is not a search checkpoint (no alphas)')
-  alphas = state['alphas']
-  genotype = derive.derive_genotype(
-    alphas['normal'], alphas['reduce'], steps=model['steps'], multiplier=model['multiplier']
+  if state['alphas']['normal'].ndim == 3:
+    n = state['alphas']['normal'].shape[0]
+    raise ConfigError(
+      f"{workdir!r} is a search of {n} seeds; pass one seed's genotype, e.g. "
+      f'{os.path.join(workdir, "seed_0", "genotype.json")}'
+    )
+  genotype = derivation.search_genotype(
+    state['alphas'],
+    state.get('decisions'),
+    method=search['method'],
+    steps=model['steps'],
+    multiplier=model['multiplier'],
+    sgas_criterion=search['sgas_criterion'],
   )
   return genotype, f'search {workdir} (checkpoint of epoch {record.get("epoch", step)})'

@@ -25,10 +25,11 @@ from unreal_nas_jax.data import search_data
 from unreal_nas_jax.files import write_json_atomic
 from unreal_nas_jax.models.layers import params_key
 from unreal_nas_jax.models.supernet import SearchNetwork
-from unreal_nas_jax.search import arch, darts
+from unreal_nas_jax.search import arch, darts, derivation, sgas
 from unreal_nas_jax.search.state import SearchState
 from unreal_nas_jax.search.validate import validate_search_config
-from unreal_nas_jax.space import derive, genotypes
+from unreal_nas_jax.space import genotypes
+from unreal_nas_jax.space.primitives import PRIMITIVES
 from unreal_nas_jax.train import outputs, startup
 
 
@@ -48,8 +49,16 @@ class SearchSetup:
   artifacts: dict[str, Any]
   weight_sgd: optim.WeightSGD
   arch_tx: Any
-  steps_per_epoch: int
   total_epochs: int
+  data_axis: int | None = None  # 0: one dataset per seed, stacked; None: one shared dataset
+
+  @property
+  def num_seeds(self) -> int:
+    return self.config.search.num_seeds
+
+  def seed(self, k: int) -> int:
+    """The seed (weights, alphas, epoch order) of the k-th of `num_seeds` searches."""
+    return self.config.seed + k
 
   def lr(self, epoch: int) -> float:
     """Weight learning rate of 0-based `epoch` (cosine over warm-up + search epochs)."""
@@ -58,6 +67,48 @@ class SearchSetup:
 
   def phase(self, epoch: int) -> str:
     return 'warmup' if epoch < self.config.search.warmup_epochs else 'search'
+
+  def _sgas_schedule(self) -> dict[str, int]:
+    s = self.config.search
+    return {
+      'start': s.sgas_decision_start,
+      'every': s.sgas_decision_every,
+      'steps': self.config.model.steps,
+    }
+
+  def decisions_before(self, epoch: int) -> int:
+    """SGAS decisions made before 0-based `epoch` starts (0 for the other methods)."""
+    s = self.config.search
+    if s.method != 'sgas':
+      return 0
+    return sgas.decision_count(epoch - s.warmup_epochs - 1, **self._sgas_schedule())
+
+  def is_decision_epoch(self, epoch: int) -> bool:
+    """Whether SGAS decides an edge per cell type at the end of 0-based `epoch`."""
+    s = self.config.search
+    return (
+      s.method == 'sgas'
+      and self.phase(epoch) == 'search'
+      and sgas.is_decision_epoch(epoch - s.warmup_epochs, **self._sgas_schedule())
+    )
+
+  def batch_size(self, epoch: int) -> int:
+    """The global batch of `epoch`: SGAS grows it after each decision."""
+    s = self.config.search
+    return s.batch_size + s.sgas_batch_increase * self.decisions_before(epoch)
+
+  def steps_per_epoch(self, epoch: int) -> int:
+    return self.config.data.num_examples // self.batch_size(epoch)
+
+  def epoch_start(self, epoch: int) -> int:
+    """The global step at which 0-based `epoch` starts."""
+    return sum(self.steps_per_epoch(e) for e in range(epoch))
+
+  def step_name(self, epoch: int) -> str:
+    """The compiled program `epoch` runs: one per phase, and one per grown SGAS batch."""
+    name = f'{self.phase(epoch)} step'
+    grown = self.batch_size(epoch) != self.config.search.batch_size
+    return f'{name}, batch {self.batch_size(epoch)}' if grown else name
 
 
 def build_search(
@@ -81,8 +132,27 @@ def build_search(
     multiplier=m.multiplier,
     stem_multiplier=m.stem_multiplier,
     depthwise_impl=m.depthwise_impl,
+    partial_channels=config.search.partial_channels if config.search.method == 'pc_darts' else 1,
   )
-  data = search_data.make_search_data(config.data, config.data_seed, workdir=workdir)
+  n, shared = config.search.num_seeds, config.search.seeds_share_data
+  if n == 1 or shared:
+    data = search_data.make_search_data(config.data, config.data_seed, workdir=workdir)
+    arrays, artifacts = data.arrays, data.artifacts
+  else:
+    # One dataset per seed (data seeds data_seed + k), stacked; each keeps its files in seed_k/.
+    built = [
+      search_data.make_search_data(
+        config.data, config.data_seed + k, workdir=workdir and seed_dir(workdir, k, n)
+      )
+      for k in range(n)
+    ]
+    data = built[0]
+    arrays = jax.tree.map(lambda *a: jnp.stack(a), *(b.arrays for b in built))
+    artifacts = {
+      os.path.join(f'seed_{k}', name): content
+      for k, b in enumerate(built)
+      for name, content in b.artifacts.items()
+    }
   weight_sgd = optim.weight_sgd(
     weight_decay=o.weight_decay, momentum=o.momentum, grad_clip=o.grad_clip
   )
@@ -93,34 +163,50 @@ def build_search(
     config=config,
     mesh=mesh,
     model=model,
-    data=parallel.replicate(data.arrays, mesh),
+    data=parallel.replicate(arrays, mesh),
     batch_fn=data.batch_fn,
-    artifacts=data.artifacts,
+    artifacts=artifacts,
     weight_sgd=weight_sgd,
     arch_tx=arch_tx,
-    steps_per_epoch=config.data.num_examples // config.search.batch_size,
     total_epochs=config.search.warmup_epochs + config.search.epochs,
+    data_axis=None if n == 1 or shared else 0,
   )
+
+
+def seed_dir(workdir: str, k: int, num_seeds: int) -> str:
+  """Where seed k's own files go: the workdir itself for a single seed, else workdir/seed_<k>."""
+  return workdir if num_seeds == 1 else os.path.join(workdir, f'seed_{k}')
 
 
 def _search_mesh(config, mesh):
-  return parallel.data_mesh(
-    config.parallel.num_devices, config.search.batch_size, 'config.search.batch_size', mesh
+  s = config.search
+  mesh = parallel.data_mesh(
+    config.parallel.num_devices, s.batch_size, 'config.search.batch_size', mesh
   )
+  if s.method == 'sgas' and s.sgas_batch_increase:
+    for made in range(1, 2 * config.model.steps + 1):  # the batches SGAS grows to
+      grown = s.batch_size + made * s.sgas_batch_increase
+      parallel.check_batch_divides(
+        grown, mesh, f'the batch after {made} SGAS decisions (batch_size + {made} x increase)'
+      )
+  return mesh
 
 
 def init_state(setup: SearchSetup) -> SearchState:
-  """A fresh, replicated state from `config.seed` (weights, zero or normal alphas, optimizers)."""
+  """A fresh, replicated state from `config.seed` (weights, zero or normal alphas, optimizers).
+
+  With N seeds, the N states of seeds seed, ..., seed + N - 1 stacked on a leading axis, each
+  exactly the state a single run with that seed starts from (one compiled initialisation).
+  """
   config = setup.config
 
-  def init():
-    _, k_alphas, k_rng = jax.random.split(jax.random.PRNGKey(config.seed), 3)
-    k_params = params_key(config.seed)
+  def init(k_alphas, k_rng, k_params):
     alphas = arch.init_alphas(
       k_alphas,
       steps=config.model.steps,
       init=config.search.alpha_init,
       scale=config.search.alpha_init_scale,
+      edge_betas=config.search.method == 'pc_darts',
     )
     size = config.data.image_size
     images = jnp.zeros((2, size, size, config.data.channels), jnp.float32)
@@ -133,9 +219,33 @@ def init_state(setup: SearchSetup) -> SearchState:
       weight_opt_state=setup.weight_sgd.tx.init(variables['params']),
       arch_opt_state=setup.arch_tx.init(alphas),
       rng=k_rng,
+      decisions=sgas.init_decisions(config.model.steps),
     )
 
-  return jax.jit(init, out_shardings=parallel.replicated(setup.mesh))()
+  replicated = parallel.replicated(setup.mesh)
+  init = jax.jit(init, out_shardings=replicated)
+  states = []
+  for k in range(setup.num_seeds):
+    _, k_alphas, k_rng = jax.random.split(jax.random.PRNGKey(setup.seed(k)), 3)
+    states.append(init(k_alphas, k_rng, params_key(setup.seed(k))))
+  if setup.num_seeds == 1:
+    return states[0]
+  return jax.jit(lambda *s: jax.tree.map(lambda *x: jnp.stack(x), *s), out_shardings=replicated)(
+    *states
+  )
+
+
+def init_sums(setup: SearchSetup):
+  """Fresh epoch accumulators, one set per seed, replicated."""
+  sums = darts.init_metrics()
+  if setup.num_seeds > 1:
+    sums = jax.tree.map(lambda x: jnp.stack([x] * setup.num_seeds), sums)
+  return parallel.replicate(sums, setup.mesh)
+
+
+def seed_slice(tree, k: int, num_seeds: int):
+  """Seed k's part of a per-seed pytree (the tree itself for a single seed)."""
+  return tree if num_seeds == 1 else jax.tree.map(lambda x: x[k], tree)
 
 
 def count_params(params) -> int:
@@ -146,8 +256,11 @@ def abstract_state(setup: SearchSetup) -> SearchState:
   return parallel.abstract_replicated(lambda: init_state(setup), setup.mesh)
 
 
-def make_step_fn(setup: SearchSetup, phase: str):
-  """The jitted step of a phase ('warmup': weights only; 'search': DARTS), state donated."""
+def make_step_fn(setup: SearchSetup, phase: str, batch_size: int | None = None):
+  """The jitted step of a phase ('warmup': weights only; 'search': DARTS), state donated.
+
+  `batch_size` defaults to `config.search.batch_size` (SGAS grows it after decisions).
+  """
   config = setup.config
   step = functools.partial(
     darts.search_step,
@@ -156,44 +269,79 @@ def make_step_fn(setup: SearchSetup, phase: str):
     weight_sgd=setup.weight_sgd,
     arch_tx=setup.arch_tx if phase == 'search' else None,
     settings=darts.StepSettings(
-      batch_size=config.search.batch_size,
-      steps_per_epoch=setup.steps_per_epoch,
+      batch_size=batch_size or config.search.batch_size,
       order=config.search.order,
       hypergradient=config.search.hypergradient,
       fd_radius=config.search.fd_radius,
+      sgas=config.search.method == 'sgas',
     ),
     mesh=setup.mesh,
   )
+  if setup.num_seeds > 1:
+    # N independent searches as one program: state, sums and epoch orders (and the data when
+    # each seed has its own) carry a leading seed axis; the learning rate and step are shared.
+    step = jax.vmap(step, in_axes=(0, 0, setup.data_axis, 0, 0, None, None))
   replicated = parallel.replicated(setup.mesh)
   return jax.jit(step, out_shardings=(replicated, replicated), donate_argnums=(0, 1))
 
 
 def epoch_inputs(setup: SearchSetup, epoch: int):
-  """This epoch's example orders and learning rate, as replicated device arrays."""
+  """This epoch's example orders, learning rate and first global step, as replicated arrays."""
   config = setup.config
-  perms = search_data.epoch_permutations(config.seed, epoch, config.data.num_examples)
+  perms = [
+    search_data.epoch_permutations(setup.seed(k), epoch, config.data.num_examples)
+    for k in range(setup.num_seeds)
+  ]
+  perms = (
+    perms[0] if setup.num_seeds == 1 else tuple(jnp.stack(p) for p in zip(*perms, strict=True))
+  )
   lr = jnp.asarray(setup.lr(epoch), jnp.float32)
-  return parallel.replicate((*perms, lr), setup.mesh)
+  start = jnp.asarray(setup.epoch_start(epoch), jnp.int32)
+  return parallel.replicate((*perms, lr, start), setup.mesh)
 
 
-def derive_genotype(config: ml_collections.ConfigDict, alphas) -> genotypes.Genotype:
-  alphas = jax.device_get(alphas)
-  return derive.derive_genotype(
-    alphas['normal'],
-    alphas['reduce'],
+def derive_genotype(config: ml_collections.ConfigDict, state) -> genotypes.Genotype:
+  """The genotype of a search state (`search.derivation.search_genotype`)."""
+  return derivation.search_genotype(
+    jax.device_get(state.alphas),
+    jax.device_get(state.decisions),
+    method=config.search.method,
     steps=config.model.steps,
     multiplier=config.model.multiplier,
+    sgas_criterion=config.search.sgas_criterion,
   )
 
 
-def epoch_record(setup, epoch, sums, state, wall_s) -> dict[str, Any]:
-  """The metrics.jsonl line of a finished epoch (1-based `epoch` in the file)."""
+def _step_fn_for(setup: SearchSetup, phase: str, batch_size: int):
+  if batch_size == setup.config.search.batch_size:
+    return make_step_fn(setup, phase)
+  return make_step_fn(setup, phase, batch_size)
+
+
+def _sgas_record(decisions, scores) -> dict[str, Any]:
+  """What SGAS decided so far and this epoch's scores, per cell type, for metrics.jsonl."""
+  decisions, scores = jax.device_get((decisions, scores))
+  return {
+    cell: {
+      'decided_ops': [
+        PRIMITIVES[int(o)] if o >= 0 else None for o in np.asarray(decisions[cell]['op'])
+      ],
+      'pruned': np.asarray(decisions[cell]['pruned']).tolist(),
+      **{k: np.asarray(v).round(6).tolist() for k, v in scores[cell].items()},
+    }
+    for cell in arch.CELLS
+  }
+
+
+def epoch_record(setup, epoch, sums, state, wall_s, sgas_scores=None, seed=None) -> dict[str, Any]:
+  """The metrics.jsonl line of a finished epoch (1-based `epoch` in the file) of one seed."""
   steps, examples = float(sums['steps']), float(sums['examples'])
   searched = setup.phase(epoch) == 'search'
-  geno = derive_genotype(setup.config, state.alphas)
+  geno = derive_genotype(setup.config, state)
   weights = jax.device_get(arch.arch_weights(state.alphas))
   return {
     'epoch': epoch + 1,
+    **({'seed': seed} if seed is not None else {}),
     'phase': setup.phase(epoch),
     'step': int(jax.device_get(state.step)),
     'lr': setup.lr(epoch),
@@ -206,15 +354,23 @@ def epoch_record(setup, epoch, sums, state, wall_s) -> dict[str, Any]:
     'alphas': {k: np.asarray(v).round(6).tolist() for k, v in weights.items()},
     'wall_s': round(wall_s, 3),
     'images_per_s': round(examples / wall_s, 2) if wall_s > 0 else None,
+    'batch_size': setup.batch_size(epoch),
+    **({'sgas': _sgas_record(state.decisions, sgas_scores)} if sgas_scores is not None else {}),
   }
 
 
 def _summary_line(record: dict[str, Any], total_epochs: int) -> str:
-  parts = [f'epoch {record["epoch"]}/{total_epochs} {record["phase"]}', f'lr={record["lr"]:.5f}']
+  parts = [f'epoch {record["epoch"]}/{total_epochs} {record["phase"]}']
+  if 'seed' in record:
+    parts.append(f'seed={record["seed"]}')
+  parts.append(f'lr={record["lr"]:.5f}')
   parts.append(f'train_loss={record["train_loss"]:.4f} train_acc={record["train_acc"]:.4f}')
   if record['val_loss'] is not None:
     parts.append(f'val_loss={record["val_loss"]:.4f} val_acc={record["val_acc"]:.4f}')
   parts.append(f'skip_normal={record["skip_connects_normal"]}')
+  if 'sgas' in record:
+    decided = sum(op is not None for op in record['sgas']['normal']['decided_ops'])
+    parts.append(f'sgas_decided={decided} batch={record["batch_size"]}')
   parts.append(f'{record["wall_s"]:.1f}s')
   return ' '.join(parts)
 
@@ -241,53 +397,72 @@ def run_search(
     setup = build_search(config, mesh, workdir=workdir)
     jax.block_until_ready(setup.data)
   outputs.write_config(workdir, to_dict(config))
+  n = setup.num_seeds
+  seed_dirs = [seed_dir(workdir, k, n) for k in range(n)]
+  if outputs.is_writer():
+    for directory in seed_dirs:
+      os.makedirs(directory, exist_ok=True)
   for name, content in setup.artifacts.items():
     path = os.path.join(workdir, name)
     if outputs.is_writer() and not os.path.exists(path):
       write_json_atomic(path, content, indent=1)
 
-  metrics_log = outputs.MetricsLog(workdir)
+  metrics_logs = [outputs.MetricsLog(directory) for directory in seed_dirs]
   abstract = abstract_state(setup)
   state_future = startup.start_state(
     timer, lambda: init_state(setup), manager, latest, abstract, count_params(abstract.params)
   )
-  upcoming = [setup.phase(e) for e in range(latest or 0, setup.total_epochs)]
-  example_args = (abstract, parallel.replicate(darts.init_metrics(), setup.mesh), setup.data)
+  # The programs still to run, in order of use: one per phase, and one per grown SGAS batch.
+  programs = {}
+  for e in range(latest or 0, setup.total_epochs):
+    programs.setdefault(setup.step_name(e), (setup.phase(e), setup.batch_size(e)))
+  example_args = (abstract, init_sums(setup), setup.data)
   example_args += tuple(epoch_inputs(setup, 0))
-  compiling = startup.compile_steps(
-    timer,
-    {
-      f'{phase} step': (make_step_fn(setup, phase), example_args)
-      for phase in sorted(set(upcoming), key=upcoming.index)  # in order of use
-    },
-  )
+
+  def compile_ahead(names):
+    """Starts compiling `names` (those at the configured batch at once, grown ones later)."""
+    return startup.compile_steps(
+      timer, {name: (_step_fn_for(setup, *programs[name]), example_args) for name in names}
+    )
+
+  base = config.search.batch_size
+  compiling = compile_ahead([n for n, (_, batch) in programs.items() if batch == base])
   state, record = startup.wait_state(state_future)
   start_epoch = 0 if record is None else int(record['epoch'])
   if record is not None:
     print(f'resuming {workdir} after epoch {start_epoch}', flush=True)
-  metrics_log.truncate(start_epoch + 1)
-  if start_epoch and outputs.is_writer():
-    geno = derive_genotype(config, state.alphas)
-    write_json_atomic(os.path.join(workdir, 'genotype.json'), genotypes.genotype_to_json(geno))
+  for k, metrics_log in enumerate(metrics_logs):
+    metrics_log.truncate(start_epoch + 1)
+    if start_epoch and outputs.is_writer():
+      geno = genotypes.genotype_to_json(derive_genotype(config, seed_slice(state, k, n)))
+      write_json_atomic(os.path.join(seed_dirs[k], 'genotype.json'), geno)
+  update = functools.partial(sgas.update, criterion=config.search.sgas_criterion)
+  update_decisions = jax.jit(
+    update if n == 1 else jax.vmap(update, in_axes=(0, 0, None)),
+    out_shardings=parallel.replicated(setup.mesh),
+  )
 
   progress = outputs.Progress(config.log.progress, config.log.every_steps, setup.total_epochs)
   sync_every = config.log.sync_every_steps
 
   for epoch in range(start_epoch, setup.total_epochs):
-    phase = setup.phase(epoch)
-    step_fn = startup.wait_compiled(compiling, f'{phase} step')
-    train_perm, val_perm, lr = epoch_inputs(setup, epoch)
-    sums = parallel.replicate(darts.init_metrics(), setup.mesh)
-    progress.start_epoch(epoch, phase, setup.steps_per_epoch)
+    phase, name, steps = setup.phase(epoch), setup.step_name(epoch), setup.steps_per_epoch(epoch)
+    if name not in compiling:
+      compiling.update(compile_ahead([name]))
+    step_fn = startup.wait_compiled(compiling, name)
+    following = setup.step_name(epoch + 1) if epoch + 1 < setup.total_epochs else name
+    if following not in compiling:
+      compiling.update(compile_ahead([following]))  # behind this epoch
+    inputs = epoch_inputs(setup, epoch)
+    sums = init_sums(setup)
+    progress.start_epoch(epoch, phase, steps)
     t0 = time.perf_counter()
-    for i in range(1, setup.steps_per_epoch + 1):
+    for i in range(1, steps + 1):
       if epoch == start_epoch and i == 1:
         with timer('first step'):
-          state, sums = jax.block_until_ready(
-            step_fn(state, sums, setup.data, train_perm, val_perm, lr)
-          )
+          state, sums = jax.block_until_ready(step_fn(state, sums, setup.data, *inputs))
       else:
-        state, sums = step_fn(state, sums, setup.data, train_perm, val_perm, lr)
+        state, sums = step_fn(state, sums, setup.data, *inputs)
       if (sync_every and i % sync_every == 0) or progress.will_print(i):
         # Waits for the device without copying anything back, so progress shows real steps.
         jax.block_until_ready(sums['steps'])
@@ -295,30 +470,59 @@ def run_search(
     sums = jax.device_get(sums)
     wall_s = time.perf_counter() - t0
 
-    bad_step = int(sums['first_bad_step'])
-    if bad_step != int(darts.NO_BAD_STEP):
-      step_in_epoch = bad_step - epoch * setup.steps_per_epoch + 1
+    bad_steps = np.atleast_1d(sums['first_bad_step'])
+    if (bad_steps != int(darts.NO_BAD_STEP)).any():
+      k = int(np.argmin(bad_steps))
+      step_in_epoch = int(bad_steps[k]) - setup.epoch_start(epoch) + 1
+      which = f' of seed {setup.seed(k)}' if n > 1 else ''
       raise NonFiniteLossError(
-        f'loss became NaN or Inf in epoch {epoch + 1} at step {step_in_epoch}/'
-        f'{setup.steps_per_epoch} (global step {bad_step + 1}); stopped without saving it; the '
-        f'last good checkpoint is epoch {epoch} in {os.path.join(workdir, "checkpoints")}'
+        f'loss{which} became NaN or Inf in epoch {epoch + 1} at step {step_in_epoch}/{steps} '
+        f'(global step {int(bad_steps[k]) + 1}); stopped without saving it; the last good '
+        f'checkpoint is epoch {epoch} in {os.path.join(workdir, "checkpoints")}'
       )
 
-    record = epoch_record(setup, epoch, sums, state, wall_s)
-    metrics_log.append(record)
+    scores = None
+    if config.search.method == 'sgas' and phase == 'search':
+      decide = jnp.asarray(setup.is_decision_epoch(epoch))
+      decisions, scores = update_decisions(state.alphas, state.decisions, decide)
+      state = state.replace(decisions=decisions)
+    lines = []
+    for k, metrics_log in enumerate(metrics_logs):
+      record = epoch_record(
+        setup,
+        epoch,
+        seed_slice(sums, k, n),
+        seed_slice(state, k, n),
+        wall_s,
+        None if scores is None else seed_slice(scores, k, n),
+        seed=setup.seed(k) if n > 1 else None,
+      )
+      metrics_log.append(record)
+      lines.append(_summary_line(record, setup.total_epochs))
+      if outputs.is_writer():
+        write_json_atomic(os.path.join(seed_dirs[k], 'genotype.json'), record['genotype'])
     checkpointing.save(manager, epoch + 1, state, {'epoch': epoch + 1, 'phase': phase})
-    if outputs.is_writer():
-      write_json_atomic(os.path.join(workdir, 'genotype.json'), record['genotype'])
-    progress.end_epoch(_summary_line(record, setup.total_epochs))
+    progress.end_epoch('\n'.join(lines))
   timer.close()
 
-  final = derive_genotype(config, state.alphas)
+  finals = [derive_genotype(config, seed_slice(state, k, n)) for k in range(n)]
   return {
     'workdir': workdir,
     'epochs': setup.total_epochs,
-    'genotype': genotypes.genotype_to_json(final),
-    'genotype_text': genotypes.format_genotype(final),
-    'compiled_phases': sorted(set(upcoming)),
+    'num_seeds': n,
+    'seeds': [
+      {
+        'seed': setup.seed(k),
+        'dir': seed_dirs[k],
+        'genotype': genotypes.genotype_to_json(g),
+        'genotype_text': genotypes.format_genotype(g),
+      }
+      for k, g in enumerate(finals)
+    ],
+    'genotype': genotypes.genotype_to_json(finals[0]),
+    'genotype_text': genotypes.format_genotype(finals[0]),
+    'compiled_phases': sorted({phase for phase, _ in programs.values()}),
+    'compiled_steps': list(programs),
     'phase_seconds': timer.seconds,
     'state': state,
   }

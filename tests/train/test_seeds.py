@@ -1,0 +1,106 @@
+"""N seeds in one program: seed k equals a single run with that seed; per-seed outputs."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from tests.conftest import tiny_search_config
+from unreal_nas_jax.config_utils import ConfigError
+from unreal_nas_jax.search.validate import validate_search_config
+from unreal_nas_jax.train import genotype_source, search_loop
+
+
+@pytest.fixture(scope='module')
+def runs(tmp_path_factory):
+  many = search_loop.run_search(
+    tiny_search_config(search__num_seeds=2), str(tmp_path_factory.mktemp('seeds'))
+  )
+  singles = [
+    search_loop.run_search(tiny_search_config(seed=k), str(tmp_path_factory.mktemp(f'seed{k}')))
+    for k in range(2)
+  ]
+  return many, singles
+
+
+def test_seed_k_of_an_n_seed_run_equals_a_single_run_with_that_seed(runs):
+  many, singles = runs
+  assert many['num_seeds'] == 2
+  for k, single in enumerate(singles):
+    assert many['seeds'][k]['genotype'] == single['genotype']
+    for cell in ('normal', 'reduce'):
+      # Over a whole run, Adam turns rounding-level gradient differences of near-zero
+      # gradients into a fraction of its step (3e-4); step by step, see below.
+      np.testing.assert_allclose(
+        many['state'].alphas[cell][k], single['state'].alphas[cell], rtol=0, atol=7.5e-5
+      )
+  # The two seeds really differ (weights, alphas and data order).
+  assert not np.allclose(many['state'].alphas['normal'][0], many['state'].alphas['normal'][1])
+
+
+def _steps(config, epochs):
+  setup = search_loop.build_search(config)
+  state = search_loop.init_state(setup)
+  for epoch in epochs:
+    step = search_loop.make_step_fn(setup, setup.phase(epoch))
+    inputs = search_loop.epoch_inputs(setup, epoch)
+    state, _ = step(state, search_loop.init_sums(setup), setup.data, *inputs)
+  return jax.device_get(state)
+
+
+def test_seed_k_steps_equal_single_seed_steps_to_rounding():
+  epochs = (0, 1, 1, 1)  # a warm-up step, then three search steps
+  many = _steps(tiny_search_config(search__num_seeds=2, search__seeds_share_data=False), epochs)
+  for k in range(2):
+    single = _steps(tiny_search_config(seed=k, data_seed=k), epochs)
+    for (path, a), b in zip(
+      jax.tree_util.tree_leaves_with_path(single), jax.tree.leaves(many), strict=True
+    ):
+      scale = float(np.abs(a).max()) or 1.0
+      np.testing.assert_allclose(
+        b[k], a, rtol=0, atol=1e-5 * scale, err_msg=jax.tree_util.keystr(path)
+      )
+
+
+def test_each_seed_writes_its_own_genotype_and_metrics(runs):
+  many, _ = runs
+  workdir = many['workdir']
+  for k in range(2):
+    with open(os.path.join(workdir, f'seed_{k}', 'genotype.json')) as f:
+      assert json.load(f) == many['seeds'][k]['genotype']
+    with open(os.path.join(workdir, f'seed_{k}', 'metrics.jsonl')) as f:
+      records = [json.loads(line) for line in f]
+    assert [r['epoch'] for r in records] == [1, 2, 3]
+    assert all(r['seed'] == k for r in records)
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['1', '2', '3']  # one for all
+  # A multi-seed workdir names which seed to retrain.
+  with pytest.raises(ConfigError, match=r'2 seeds; pass one seed.s genotype'):
+    genotype_source.resolve_genotype(workdir)
+  geno, source = genotype_source.resolve_genotype(os.path.join(workdir, 'seed_1', 'genotype.json'))
+  assert list(map(list, geno.normal)) == many['seeds'][1]['genotype']['normal']
+
+
+def test_resumed_n_seed_run_is_bit_identical(runs, tmp_path, monkeypatch):
+  many, _ = runs
+  config = tiny_search_config(search__num_seeds=2)
+  original = search_loop.epoch_record
+
+  def interrupted(setup, epoch, *args, **kwargs):
+    if epoch == 2:
+      raise KeyboardInterrupt
+    return original(setup, epoch, *args, **kwargs)
+
+  monkeypatch.setattr(search_loop, 'epoch_record', interrupted)
+  with pytest.raises(KeyboardInterrupt):
+    search_loop.run_search(config, str(tmp_path))
+  monkeypatch.setattr(search_loop, 'epoch_record', original)
+  resumed = search_loop.run_search(config, str(tmp_path))
+  for a, b in zip(jax.tree.leaves(resumed['state']), jax.tree.leaves(many['state']), strict=True):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_num_seeds_below_one_is_refused():
+  with pytest.raises(ConfigError, match='config.search.num_seeds=0 is not allowed; allowed: an '):
+    validate_search_config(tiny_search_config(search__num_seeds=0))
