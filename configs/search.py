@@ -101,6 +101,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.search.alpha_init_scale = 1e-3
   config.search.num_seeds = 1  # N independent searches (seeds seed..seed+N-1) in one program
   config.search.seeds_share_data = True  # False: seed k searches on data_seed + k
+  config.search.seeds_program = 'auto'  # 'vmap' | 'map' (a loop in the program) | 'auto'
 
   config.optim = ml_collections.ConfigDict()
   config.optim.lr = 0.025  # weight SGD, cosine over warm-up + search epochs

@@ -149,6 +149,11 @@ def time_search_step(config: ml_collections.ConfigDict, steps: int) -> dict[str,
   return {
     'method': config.search.method,
     'num_seeds': config.search.num_seeds,
+    **(
+      {'seeds_program': search_loop.seeds_program(config.search.seeds_program)}
+      if config.search.num_seeds > 1
+      else {}
+    ),
     'order': config.search.order,
     'hypergradient': config.search.hypergradient if config.search.order == 2 else None,
     **timing_record,

@@ -22,6 +22,7 @@ RESUMABLE_CHANGES = (
   'checkpoint.',
   'parallel.',
   'model.depthwise_impl',
+  'search.seeds_program',
   # Where the data is read from and how it is rendered in chunks, not what it is.
   'data.tfds_data_dir',
   'data.download',

@@ -50,9 +50,13 @@ def _steps(config, epochs):
   return jax.device_get(state)
 
 
-def test_seed_k_steps_equal_single_seed_steps_to_rounding():
+@pytest.mark.parametrize('program', ['vmap', 'map'])
+def test_seed_k_steps_equal_single_seed_steps_to_rounding(program):
   epochs = (0, 1, 1, 1)  # a warm-up step, then three search steps
-  many = _steps(tiny_search_config(search__num_seeds=2, search__seeds_share_data=False), epochs)
+  config = tiny_search_config(
+    search__num_seeds=2, search__seeds_share_data=False, search__seeds_program=program
+  )
+  many = _steps(config, epochs)
   for k in range(2):
     single = _steps(tiny_search_config(seed=k, data_seed=k), epochs)
     for (path, a), b in zip(

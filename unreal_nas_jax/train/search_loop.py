@@ -278,11 +278,36 @@ def make_step_fn(setup: SearchSetup, phase: str, batch_size: int | None = None):
     mesh=setup.mesh,
   )
   if setup.num_seeds > 1:
-    # N independent searches as one program: state, sums and epoch orders (and the data when
-    # each seed has its own) carry a leading seed axis; the learning rate and step are shared.
-    step = jax.vmap(step, in_axes=(0, 0, setup.data_axis, 0, 0, None, None))
+    step = _over_seeds(step, setup.data_axis, seeds_program(config.search.seeds_program))
   replicated = parallel.replicated(setup.mesh)
   return jax.jit(step, out_shardings=(replicated, replicated), donate_argnums=(0, 1))
+
+
+def seeds_program(choice: str) -> str:
+  """'auto': one vectorised step on accelerators ('vmap'); on CPU, where there is no idle
+  parallel hardware to fill and vmap makes a larger, slower program, a loop over the seeds in
+  the program ('map')."""
+  if choice != 'auto':
+    return choice
+  return 'map' if jax.default_backend() == 'cpu' else 'vmap'
+
+
+def _over_seeds(step, data_axis: int | None, program: str):
+  """N independent searches as one program: state, sums and epoch orders (and the data when each
+  seed has its own) carry a leading seed axis; the learning rate and first step are shared."""
+  if program == 'vmap':
+    return jax.vmap(step, in_axes=(0, 0, data_axis, 0, 0, None, None))
+
+  def mapped(state, sums, data, train_perm, val_perm, lr, epoch_start):
+    def one(xs):
+      state, sums, train_perm, val_perm, seed_data = xs
+      seed_data = data if data_axis is None else seed_data
+      return step(state, sums, seed_data, train_perm, val_perm, lr, epoch_start)
+
+    per_seed = data if data_axis is not None else jnp.zeros(train_perm.shape[0])
+    return jax.lax.map(one, (state, sums, train_perm, val_perm, per_seed))
+
+  return mapped
 
 
 def epoch_inputs(setup: SearchSetup, epoch: int):
