@@ -68,14 +68,16 @@ def test_search_step_record_has_its_phases_and_program_size():
 def test_seeds_record_compares_one_program_with_sequential_steps():
   config = tiny_search_config(search__num_seeds=2)
   (record,) = bench.run_bench(config, cases=['seeds'], steps=1)
-  assert record['case'] == 'seeds' and record['num_seeds'] == 2
-  assert record['single_seed']['num_seeds'] == 1 and record['seeds']['num_seeds'] == 2
-  assert record['seeds']['batch'] == 2 * record['single_seed']['batch'] == 16
+  assert record['case'] == 'seeds' and record['num_seeds'] == 2 and record['auto'] == 'loop'
+  assert record['single_seed']['num_seeds'] == 1
   assert record['sequential_step_s'] == pytest.approx(
     2 * record['single_seed']['median_step_ms'] / 1000, abs=1e-3
   )
-  assert record['speedup_vs_sequential'] > 0
-  _assert_phases(record['seeds'])
+  for program in ('vmap', 'map'):
+    assert record[program]['seeds_program'] == program and record[program]['num_seeds'] == 2
+    assert record[program]['batch'] == 2 * record['single_seed']['batch'] == 16
+    assert record[f'{program}_speedup_vs_sequential'] > 0
+    _assert_phases(record[program])
 
 
 def test_torch_reference_is_skipped_with_the_reason_without_torch(monkeypatch):

@@ -127,6 +127,12 @@ def _time_step(
 def time_search_step(config: ml_collections.ConfigDict, steps: int) -> dict[str, Any]:
   """Builds, initialises, lowers, compiles and times `steps` search-phase steps of `config`."""
   validate_search_config(config)
+  program = search_loop.seeds_program(config.search.seeds_program)
+  if config.search.num_seeds > 1 and program == 'loop':
+    raise ConfigError(
+      f'bench times one program per step; config.search.seeds_program={program!r} runs '
+      f'{config.search.num_seeds} programs: set it to vmap or map, or use --cases=seeds'
+    )
   timer = timing.Phases()
   with timer('build data', config.data.name):
     setup = search_loop.build_search(config)
@@ -168,26 +174,21 @@ def time_search_step(config: ml_collections.ConfigDict, steps: int) -> dict[str,
 
 
 def time_seeds(config: ml_collections.ConfigDict, steps: int) -> dict[str, Any]:
-  """N searches as one vmapped program against one search's step run N times (one record).
-
-  N is `config.search.num_seeds`, or 4 when the config has one seed.
-  """
+  """N searches as one program ('vmap' and 'map') against one search's step run N times (the
+  'loop' form), one record. N is `config.search.num_seeds`, or 4 when the config has one seed."""
   n = config.search.num_seeds if config.search.num_seeds > 1 else 4
-  records = {}
-  for count in (1, n):
+  record: dict[str, Any] = {'num_seeds': n, 'auto': search_loop.seeds_program('auto')}
+  for count, program in ((1, None), (n, 'vmap'), (n, 'map')):
     cfg = ml_collections.ConfigDict(config.to_dict())
     cfg.search.num_seeds = count
-    records[count] = time_search_step(cfg, steps)
-  single_s = records[1]['median_step_ms'] / 1000
-  seeds_s = records[n]['median_step_ms'] / 1000
-  return {
-    'num_seeds': n,
-    'single_seed': records[1],
-    'seeds': records[n],
-    'sequential_step_s': round(n * single_s, 3),
-    'seeds_step_s': round(seeds_s, 3),
-    'speedup_vs_sequential': round(n * single_s / seeds_s, 2),
-  }
+    cfg.search.seeds_program = program or 'auto'
+    record[program or 'single_seed'] = time_search_step(cfg, steps)
+  sequential_s = n * record['single_seed']['median_step_ms'] / 1000
+  record['sequential_step_s'] = round(sequential_s, 3)
+  for program in ('vmap', 'map'):
+    step_s = record[program]['median_step_ms'] / 1000
+    record[f'{program}_speedup_vs_sequential'] = round(sequential_s / step_s, 2)
+  return record
 
 
 def time_train_step(config: ml_collections.ConfigDict, steps: int) -> dict[str, Any]:

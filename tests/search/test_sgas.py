@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import tiny_search_config
+from tests.helpers import search_interrupted_then_resumed
 from unreal_nas_jax.config_utils import ConfigError, load_config
 from unreal_nas_jax.search import sgas
 from unreal_nas_jax.search.validate import validate_search_config
@@ -185,18 +186,8 @@ def test_decisions_never_recompile_only_new_batches_do(sgas_run, monkeypatch, tm
 
 def test_sgas_resumed_equals_uninterrupted(sgas_run, monkeypatch, tmp_path):
   config, _, summary = sgas_run
-  original = search_loop.epoch_record
-
-  def interrupted(setup, epoch, *args, **kwargs):
-    if epoch == 3:  # after two decisions, before the last epoch's checkpoint
-      raise KeyboardInterrupt
-    return original(setup, epoch, *args, **kwargs)
-
-  monkeypatch.setattr(search_loop, 'epoch_record', interrupted)
-  with pytest.raises(KeyboardInterrupt):
-    search_loop.run_search(config, str(tmp_path))
-  monkeypatch.setattr(search_loop, 'epoch_record', original)
-  resumed = search_loop.run_search(config, str(tmp_path))
+  # Stopped after two decisions, before the last epoch's checkpoint (at a grown batch).
+  resumed = search_interrupted_then_resumed(config, str(tmp_path), monkeypatch, epoch=3)
   for a, b in zip(
     jax.tree.leaves(resumed['state']), jax.tree.leaves(summary['state']), strict=True
   ):

@@ -156,16 +156,7 @@ def bench_command(argv: Sequence[str]) -> int:
   flags.DEFINE_list('orders', ['1', '2'], 'Architecture-gradient orders to time.', flag_values=fv)
   flags.DEFINE_list(
     'cases',
-    [
-      'paper',
-      'small',
-      'sgas',
-      'pc_darts',
-      'data',
-      'train_cifar',
-      'train_imagenet',
-      'torch_reference',
-    ],
+    [],
     'What to time. Without --config: paper, small (search steps of those sizes), sgas, pc_darts '
     '(the paper-size first-order step of those methods), data (build '
     'and per-step cost of every dataset; rlrd/cifar10 need prepared tfds data), train_cifar, '
@@ -183,7 +174,7 @@ def bench_command(argv: Sequence[str]) -> int:
 
   config = _load_config(fv) if fv['config'].present or fv.config is not None else None
   orders = [int(o) for o in fv.orders]
-  cases = fv.cases if fv['cases'].present else None
+  cases = fv.cases or None  # none given: all of them
   for record in bench.run_bench(config, cases=cases, orders=orders, steps=fv.steps):
     print(json.dumps(record), flush=True)
   return 0

@@ -99,7 +99,7 @@ def validate_search_config(config: ml_collections.ConfigDict) -> None:
   require_choice(config, 'search.method', SEARCH_METHODS)
   require_range(config, 'search.num_seeds', 1, integer=True)
   require_choice(config, 'search.seeds_share_data', (True, False))
-  require_choice(config, 'search.seeds_program', ('auto', 'vmap', 'map'))
+  require_choice(config, 'search.seeds_program', ('auto', 'vmap', 'map', 'loop'))
   require_choice(config, 'search.sgas_criterion', CRITERIA)
   require_range(config, 'search.sgas_decision_start', 0, integer=True)
   require_range(config, 'search.sgas_decision_every', 1, integer=True)

@@ -277,19 +277,43 @@ def make_step_fn(setup: SearchSetup, phase: str, batch_size: int | None = None):
     ),
     mesh=setup.mesh,
   )
-  if setup.num_seeds > 1:
-    step = _over_seeds(step, setup.data_axis, seeds_program(config.search.seeds_program))
+  program = seeds_program(config.search.seeds_program)
+  if setup.num_seeds > 1 and program != 'loop':
+    step = _over_seeds(step, setup.data_axis, program)
   replicated = parallel.replicated(setup.mesh)
   return jax.jit(step, out_shardings=(replicated, replicated), donate_argnums=(0, 1))
 
 
+SEEDS_PROGRAMS = ('auto', 'vmap', 'map', 'loop')
+
+
 def seeds_program(choice: str) -> str:
-  """'auto': one vectorised step on accelerators ('vmap'); on CPU, where there is no idle
-  parallel hardware to fill and vmap makes a larger, slower program, a loop over the seeds in
-  the program ('map')."""
+  """How N seeds run. 'vmap': one vectorised step; 'map': one step that loops over the seeds
+  inside the program; 'loop': the single-seed step called once per seed, so every seed is
+  bit-identical to a single run. 'auto': 'vmap' on accelerators, where it fills idle parallel
+  hardware; 'loop' on CPU, where there is none to fill (vmap and map were within 15% of it there,
+  and their reordered float32 sums can flip near-tied alphas)."""
   if choice != 'auto':
     return choice
-  return 'map' if jax.default_backend() == 'cpu' else 'vmap'
+  return 'loop' if jax.default_backend() == 'cpu' else 'vmap'
+
+
+def _host_loop(step_fn, num_seeds: int, data_axis: int | None):
+  """The 'loop' program: seed k's slice of the stacked trees through the single-seed step."""
+  split = jax.jit(lambda tree: [seed_slice(tree, k, num_seeds) for k in range(num_seeds)])
+  stack = jax.jit(lambda trees: jax.tree.map(lambda *x: jnp.stack(x), *trees))
+
+  def run(state, sums, data, train_perm, val_perm, lr, epoch_start):
+    states, seed_sums = split(state), split(sums)
+    seed_data = [data] * num_seeds if data_axis is None else split(data)
+    train_perms, val_perms = split(train_perm), split(val_perm)
+    for k in range(num_seeds):
+      states[k], seed_sums[k] = step_fn(
+        states[k], seed_sums[k], seed_data[k], train_perms[k], val_perms[k], lr, epoch_start
+      )
+    return stack(states), stack(seed_sums)
+
+  return run
 
 
 def _over_seeds(step, data_axis: int | None, program: str):
@@ -335,6 +359,21 @@ def derive_genotype(config: ml_collections.ConfigDict, state) -> genotypes.Genot
     multiplier=config.model.multiplier,
     sgas_criterion=config.search.sgas_criterion,
   )
+
+
+def _one_seed_shapes(args, data_axis):
+  """One seed's shapes of the N-seed step arguments (state, sums, data, perms, lr, start)."""
+
+  def drop_seed_axis(tree):
+    return jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype, sharding=getattr(x, 'sharding', None)),
+      tree,
+    )
+
+  state, sums, data, train_perm, val_perm, lr, start = args
+  data = data if data_axis is None else drop_seed_axis(data)
+  return (drop_seed_axis(state), drop_seed_axis(sums), data, *drop_seed_axis((train_perm, val_perm)),
+          lr, start)  # fmt: skip
 
 
 def _step_fn_for(setup: SearchSetup, phase: str, batch_size: int):
@@ -441,8 +480,10 @@ def run_search(
   programs = {}
   for e in range(latest or 0, setup.total_epochs):
     programs.setdefault(setup.step_name(e), (setup.phase(e), setup.batch_size(e)))
-  example_args = (abstract, init_sums(setup), setup.data)
-  example_args += tuple(epoch_inputs(setup, 0))
+  example_args = (abstract, init_sums(setup), setup.data, *epoch_inputs(setup, 0))
+  looped = n > 1 and seeds_program(config.search.seeds_program) == 'loop'
+  if looped:  # the single-seed program, compiled from one seed's shapes
+    example_args = _one_seed_shapes(example_args, setup.data_axis)
 
   def compile_ahead(names):
     """Starts compiling `names` (those at the configured batch at once, grown ones later)."""
@@ -475,6 +516,8 @@ def run_search(
     if name not in compiling:
       compiling.update(compile_ahead([name]))
     step_fn = startup.wait_compiled(compiling, name)
+    if looped:
+      step_fn = _host_loop(step_fn, n, setup.data_axis)
     following = setup.step_name(epoch + 1) if epoch + 1 < setup.total_epochs else name
     if following not in compiling:
       compiling.update(compile_ahead([following]))  # behind this epoch
