@@ -29,6 +29,7 @@ from unreal_nas_jax.space.primitives import (
   NONE_INDEX,
   NUM_OPS,
   PRIMITIVES,
+  SEARCHED_OP_INDICES,
   edge_list,
   node_edge_ranges,
   num_edges,
@@ -36,7 +37,6 @@ from unreal_nas_jax.space.primitives import (
 
 CRITERIA = (1, 2)
 HISTORY = 4  # epochs of q kept for the stability of criterion 2
-_SEARCHED = np.array([k for k in range(NUM_OPS) if k != NONE_INDEX])
 
 
 def init_decisions(steps: int) -> dict[str, dict[str, jax.Array]]:
@@ -63,7 +63,7 @@ def edge_scores(alphas: jax.Array, cell_decisions: dict[str, jax.Array], criteri
   """Importance, certainty, stability and score of every edge of one cell type (each (E,))."""
   p = jax.nn.softmax(alphas.astype(jnp.float32), axis=-1)
   importance = 1.0 - p[:, NONE_INDEX]
-  q = p[:, _SEARCHED] / p[:, _SEARCHED].sum(-1, keepdims=True)
+  q = p[:, SEARCHED_OP_INDICES] / p[:, SEARCHED_OP_INDICES].sum(-1, keepdims=True)
   entropy = -jnp.sum(jnp.where(q > 0, q * jnp.log(jnp.where(q > 0, q, 1.0)), 0.0), axis=-1)
   certainty = 1.0 - entropy / math.log(NUM_OPS - 1)
   count = cell_decisions['history_len']
@@ -88,7 +88,7 @@ def _decide_cell(p_searched, score, cell_decisions, steps):
   op, pruned = cell_decisions['op'], cell_decisions['pruned']
   candidates = (op < 0) & ~pruned
   best = jnp.argmax(jnp.where(candidates, score, -jnp.inf))
-  chosen = jnp.asarray(_SEARCHED)[jnp.argmax(p_searched[best])]
+  chosen = jnp.asarray(SEARCHED_OP_INDICES)[jnp.argmax(p_searched[best])]
   op = jnp.where(candidates.any(), op.at[best].set(chosen), op)
   ranges = node_edge_ranges(steps)
   node_of_edge = np.concatenate([np.full(b - a, i) for i, (a, b) in enumerate(ranges)])
@@ -109,7 +109,7 @@ def update(
     d = decisions[cell]
     steps = steps_of(d['op'].shape[0])
     s = edge_scores(alphas[cell], d, criterion)
-    p = jax.nn.softmax(alphas[cell].astype(jnp.float32), axis=-1)[:, _SEARCHED]
+    p = jax.nn.softmax(alphas[cell].astype(jnp.float32), axis=-1)[:, SEARCHED_OP_INDICES]
     op, pruned = _decide_cell(p, s['score'], d, steps)
     op = jnp.where(decide, op, d['op'])
     pruned = jnp.where(decide, pruned, d['pruned'])

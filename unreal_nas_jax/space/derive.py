@@ -13,17 +13,13 @@ import numpy as np
 
 from unreal_nas_jax.space.genotypes import Gene, Genotype
 from unreal_nas_jax.space.primitives import (
-  NONE_INDEX,
   NUM_OPS,
   PRIMITIVES,
+  SEARCHED_OP_INDICES,
   edge_list,
   node_edge_ranges,
   num_edges,
 )
-
-# Column indices of the ops a derived gene may pick, in PRIMITIVES order so that argmax ties
-# resolve to the lowest primitive index exactly as the reference does.
-_SEARCHED_OP_COLUMNS = np.array([k for k in range(NUM_OPS) if k != NONE_INDEX])
 
 
 def _softmax_rows(x: np.ndarray) -> np.ndarray:
@@ -57,7 +53,7 @@ def derive_cell(weights: Any, steps: int = 4) -> tuple[Gene, ...]:
   if not np.all(np.isfinite(w)):
     raise ValueError('cell weights contain NaN or infinite values; cannot rank edges')
   edges = edge_list(steps)
-  searched = w[:, _SEARCHED_OP_COLUMNS]
+  searched = w[:, SEARCHED_OP_INDICES]
   strength = searched.max(axis=1)
   genes: list[Gene] = []
   for start, end in node_edge_ranges(steps):
@@ -65,7 +61,7 @@ def derive_cell(weights: Any, steps: int = 4) -> tuple[Gene, ...]:
     ranked = np.argsort(-strength[start:end], kind='stable')[:2]
     for offset in ranked:
       edge = start + int(offset)
-      op = PRIMITIVES[int(_SEARCHED_OP_COLUMNS[int(np.argmax(searched[edge]))])]
+      op = PRIMITIVES[int(SEARCHED_OP_INDICES[int(np.argmax(searched[edge]))])]
       genes.append((op, edges[edge][0]))
   return tuple(genes)
 

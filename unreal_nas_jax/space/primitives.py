@@ -23,6 +23,9 @@ PRIMITIVES: tuple[str, ...] = (
 )
 NUM_OPS = len(PRIMITIVES)
 NONE_INDEX = PRIMITIVES.index('none')
+# The ops a derived gene may pick (all but 'none'), in PRIMITIVES order so that an argmax over
+# them resolves ties to the lowest primitive index, as the reference does.
+SEARCHED_OP_INDICES = np.array([k for k in range(NUM_OPS) if k != NONE_INDEX])
 
 # Ops that only appear in published (non-searched) cells such as NASNet and AmoebaNet.
 EXTRA_EVAL_OPS: tuple[str, ...] = ('sep_conv_7x7', 'conv_7x1_1x7')

@@ -303,10 +303,27 @@ def _host_loop(step_fn, num_seeds: int, data_axis: int | None):
   split = jax.jit(lambda tree: [seed_slice(tree, k, num_seeds) for k in range(num_seeds)])
   stack = jax.jit(lambda trees: jax.tree.map(lambda *x: jnp.stack(x), *trees))
 
+  # The data and the epoch's orders are the same arrays step after step: split them once per
+  # epoch, not every step (the cache holds the arrays it was made from, so it is exact).
+  cache: dict[str, Any] = {'inputs': None, 'split': None}
+
+  def split_inputs(inputs):
+    cached = cache['inputs']
+    same = cached is not None and all(
+      a is b for a, b in zip(jax.tree.leaves(inputs), jax.tree.leaves(cached), strict=True)
+    )
+    if not same:
+      per_seed = split(inputs)
+      cache['inputs'], cache['split'] = inputs, [list(x) for x in zip(*per_seed, strict=True)]
+    return cache['split']
+
   def run(state, sums, data, train_perm, val_perm, lr, epoch_start):
     states, seed_sums = split(state), split(sums)
-    seed_data = [data] * num_seeds if data_axis is None else split(data)
-    train_perms, val_perms = split(train_perm), split(val_perm)
+    seed_data, train_perms, val_perms = split_inputs(
+      (data if data_axis is not None else None, train_perm, val_perm)
+    )
+    if data_axis is None:
+      seed_data = [data] * num_seeds
     for k in range(num_seeds):
       states[k], seed_sums[k] = step_fn(
         states[k], seed_sums[k], seed_data[k], train_perms[k], val_perms[k], lr, epoch_start
