@@ -116,8 +116,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.optim.arch_weight_decay = 0.0  # coupled L2 (1e-3 for real data)
 
   config.checkpoint = ml_collections.ConfigDict()
-  config.checkpoint.max_to_keep = 5  # latest epochs kept; 0 keeps every epoch
-  config.checkpoint.keep_period = 10  # also keep every N-th epoch; 0 disables
+  config.checkpoint.max_to_keep = 5  # latest epoch ends kept; 0 keeps every epoch
+  config.checkpoint.keep_period = 10  # also keep every N-th epoch end; 0 disables
+  config.checkpoint.every_steps = 0  # also inside epochs, every N steps; 0 disables
+  config.checkpoint.every_minutes = 10.0  # also inside epochs, every M minutes; 0 disables
+  config.checkpoint.dir = ''  # '': WORKDIR/checkpoints (local or gs://)
 
   config.log = ml_collections.ConfigDict()
   config.log.progress = 'auto'  # 'auto' (bar on a terminal) | 'bar' | 'lines' | 'none'

@@ -73,8 +73,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.optim.grad_clip = 5.0
 
   config.checkpoint = ml_collections.ConfigDict()
-  config.checkpoint.max_to_keep = 3
-  config.checkpoint.keep_period = 0
+  config.checkpoint.max_to_keep = 3  # latest epoch ends kept; 0 keeps every epoch
+  config.checkpoint.keep_period = 0  # also keep every N-th epoch end; 0 disables
+  config.checkpoint.every_steps = 0  # also inside epochs, every N steps; 0 disables
+  config.checkpoint.every_minutes = 10.0  # also inside epochs, every M minutes; 0 disables
+  config.checkpoint.dir = ''  # '': WORKDIR/checkpoints (local or gs://)
 
   config.log = ml_collections.ConfigDict()
   config.log.progress = 'auto'

@@ -1,7 +1,9 @@
 """Running the CLI in a subprocess, as a user would."""
 
+import json
 import os
 import pathlib
+import random
 import signal
 import subprocess
 import sys
@@ -51,8 +53,11 @@ def run_cli(*args, timeout=600, **env):
   )
 
 
-def run_until_killed(*args, marker):
-  """Runs the CLI and SIGKILLs it as soon as it prints a line containing `marker`."""
+def run_until_signalled(*args, marker, signum=signal.SIGKILL):
+  """Runs the CLI and sends `signum` as soon as it prints a line containing `marker`.
+
+  Returns (return code, everything it printed).
+  """
   proc = subprocess.Popen(
     cli_command(*args),
     cwd=REPO,
@@ -65,10 +70,44 @@ def run_until_killed(*args, marker):
   for line in proc.stdout:
     seen.append(line)
     if marker in line:
-      proc.send_signal(signal.SIGKILL)
+      proc.send_signal(signum)
       break
+  seen.extend(proc.stdout)  # what it prints while it stops
   proc.wait(timeout=600)
-  assert proc.returncode == -signal.SIGKILL, ''.join(seen)
+  assert any(marker in line for line in seen), ''.join(seen)
+  return proc.returncode, ''.join(seen)
+
+
+def comparable_run(workdir):
+  """What must be bit-identical between an interrupted-and-resumed run and an uninterrupted one:
+  metrics.jsonl without its timings, and the newest checkpoint's state and step."""
+  from unreal_nas_jax import checkpointing
+
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    records = [json.loads(line) for line in f]
+  for r in records:
+    for timing in ('wall_s', 'images_per_s', 'checkpoint_s'):
+      r.pop(timing)
+  state, _, step = checkpointing.restore_raw(os.path.join(workdir, 'checkpoints'))
+  return records, state, step
+
+
+def interrupted_at_random_moments(command, flags, workdir, moments, *, seed, signals):
+  """Runs `command` with `flags` in `workdir`, interrupting it with `signals[k]` at the k-th of
+  3 moments drawn (with `seed`) from `moments` (progress-line markers, in run order), resuming
+  after each; then runs it to the end. Returns the outputs of the interrupted runs and of the
+  final one."""
+  rng = random.Random(seed)
+  chosen = sorted(rng.sample(range(len(moments)), len(signals)))
+  outputs = []
+  for index, signum in zip(chosen, signals, strict=True):
+    code, out = run_until_signalled(
+      command, *flags, f'--workdir={workdir}', marker=moments[index], signum=signum
+    )
+    outputs.append((moments[index], signum, code, out))
+  final = run_cli(command, *flags, f'--workdir={workdir}')
+  assert final.returncode == 0, final.stderr
+  return outputs, final
 
 
 def search_interrupted_then_resumed(config, workdir, monkeypatch, *, epoch: int):

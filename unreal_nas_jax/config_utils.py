@@ -106,6 +106,10 @@ def validate_run_fields(config: ml_collections.ConfigDict) -> None:
   require_range(config, 'seed', 0, integer=True)
   require_range(config, 'checkpoint.max_to_keep', 0, integer=True)
   require_range(config, 'checkpoint.keep_period', 0, integer=True)
+  require_range(config, 'checkpoint.every_steps', 0, integer=True)
+  require_range(config, 'checkpoint.every_minutes', 0)
+  require(isinstance(config.checkpoint.dir, str), 'checkpoint.dir', config.checkpoint.dir,
+          'a directory path or URI; empty for WORKDIR/checkpoints')  # fmt: skip
   require_choice(config, 'log.progress', PROGRESS_MODES)
   require_range(config, 'log.every_steps', 1, integer=True)
   require_range(config, 'log.sync_every_steps', 0, integer=True)
@@ -137,16 +141,43 @@ def parse_preset(
 
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+CONFIG_FILES = ('search.py', 'train.py')
+
+
+def packaged_config(name: str) -> pathlib.Path:
+  """The config file `name` ('search.py' or 'train.py') shipped with the package.
+
+  An installed package holds them as `unreal_nas_jax/configs/` (setup.py maps the repository's
+  `configs/` there); a source checkout reads `configs/` beside the package.
+  """
+  installed = pathlib.Path(__file__).resolve().parent / 'configs' / name
+  return installed if installed.exists() else REPO_ROOT / 'configs' / name
+
+
+def resolve_config_spec(spec: str, default_file: str = 'search.py') -> str:
+  """'file.py[:arg]' with `file.py` made a path that exists, for any working directory.
+
+  An existing path is kept; 'configs/search.py' or 'search.py' that does not exist here is the
+  packaged file; a bare preset ('rlrn,quick') is a preset of `default_file`.
+  """
+  path, sep, arg = spec.partition(':')
+  if not path.endswith('.py') and not sep:
+    path, sep, arg = default_file, ':', spec  # a bare preset
+  if pathlib.Path(path).expanduser().exists():
+    return f'{pathlib.Path(path).expanduser()}{sep}{arg}'
+  name = pathlib.PurePath(path).name
+  if name in CONFIG_FILES and pathlib.PurePath(path).parent.name in ('', 'configs'):
+    return f'{packaged_config(name)}{sep}{arg}'
+  raise ConfigError(
+    f'config file {path!r} does not exist; use a file path, configs/search.py:<preset>, '
+    'configs/train.py:<preset> or a bare search preset such as rlrn,quick'
+  )
 
 
 def load_config(spec: str) -> ml_collections.ConfigDict:
-  """Loads 'path/to/file.py[:arg]' like --config does (a relative path may be repo-relative)."""
-  path, _, arg = spec.partition(':')
+  """Loads 'path/to/file.py[:arg]' like --config does (see `resolve_config_spec`)."""
+  path, _, arg = resolve_config_spec(spec).partition(':')
   file = pathlib.Path(path)
-  if not file.exists() and (REPO_ROOT / path).exists():
-    file = REPO_ROOT / path
-  if not file.exists():
-    raise ConfigError(f'config file {path!r} does not exist')
   module_spec = importlib.util.spec_from_file_location(f'_config_{file.stem}', file)
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)

@@ -1,53 +1,71 @@
-"""A search killed with SIGKILL at any point resumes to the bits of an uninterrupted run."""
+"""Runs killed (SIGKILL) or preempted (SIGTERM) at random moments resume mid-epoch to the bits of an
+uninterrupted run: the search and the retraining, through the CLI as a user runs them."""
 
-import json
-import os
+import re
+import signal
 
+import jax
 import numpy as np
 
-from tests.helpers import TINY_FLAGS, run_cli, run_until_killed
-from unreal_nas_jax import checkpointing
+from tests.helpers import TINY_FLAGS, comparable_run, interrupted_at_random_moments, run_cli
+
+# A checkpoint every 3 steps: some interruptions land on one, others between two (those resume
+# from an older step and repeat the steps after it).
+SEARCH_FLAGS = (*TINY_FLAGS, '--config.checkpoint.every_steps=3')
+SEARCH_MOMENTS = [
+  f'epoch {e}/3 {"warmup" if e == 1 else "search"} step {s}/4' for e in (1, 2, 3) for s in (1, 2, 3)
+]
+TRAIN_FLAGS = (
+  '--config=configs/train.py:cifar10,quick,fake_data', '--config.genotype=DARTS_V2',
+  '--config.model.channels=4', '--config.model.layers=3', '--config.train.batch_size=8',
+  '--config.train.epochs=2', '--config.data.num_train_examples=32',
+  '--config.data.num_eval_examples=8', '--config.log.progress=lines',
+  '--config.log.every_steps=1', '--config.checkpoint.every_steps=3',
+)  # fmt: skip
+TRAIN_MOMENTS = [f'epoch {e}/2 train step {s}/4' for e in (1, 2) for s in (1, 2, 3)]
+SIGNALS = (signal.SIGKILL, signal.SIGTERM, signal.SIGKILL)
 
 
-def _run_until(workdir, marker):
-  """Starts a search and SIGKILLs it as soon as it prints a line containing `marker`."""
-  run_until_killed('search', *TINY_FLAGS, f'--workdir={workdir}', marker=marker)
+def _check_interruptions(outputs):
+  for _, signum, code, out in outputs:
+    if signum == signal.SIGKILL:
+      assert code == -signal.SIGKILL, out
+      continue
+    # SIGTERM: a checkpoint of the current step, one line saying how to resume, exit 143.
+    assert code == 128 + signal.SIGTERM, out
+    stopped = re.search(
+      r'stopped by SIGTERM at (step (\d+)/4 of epoch (\d+)|the end of epoch)', out
+    )
+    assert stopped and 'rerun the same command to resume' in out, out
+    assert 'Traceback' not in out, out
 
 
-def _comparable(workdir):
-  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    records = [json.loads(line) for line in f]
-  for r in records:
-    r.pop('wall_s'), r.pop('images_per_s')
-  with open(os.path.join(workdir, 'genotype.json')) as f:
-    genotype = json.load(f)
-  state, record, step = checkpointing.restore_raw(os.path.join(workdir, 'checkpoints'))
-  return records, genotype, state, step
-
-
-def test_sigkill_anywhere_then_resume_is_bit_identical(tmp_path):
-  reference = tmp_path / 'reference'
-  result = run_cli('search', *TINY_FLAGS, f'--workdir={reference}')
-  assert result.returncode == 0, result.stderr
-
-  killed = tmp_path / 'killed'
-  # Killed during the warm-up, before any checkpoint: the rerun starts from scratch.
-  _run_until(killed, 'epoch 1/3 warmup step 3/4')
-  assert not [d for d in os.listdir(killed / 'checkpoints') if d.isdigit()]
-  # Killed in the middle of the last epoch, after two checkpoints.
-  _run_until(killed, 'epoch 3/3 search step 2/4')
-  assert sorted(d for d in os.listdir(killed / 'checkpoints') if d.isdigit()) == ['1', '2']
-  result = run_cli('search', *TINY_FLAGS, f'--workdir={killed}')
-  assert result.returncode == 0, result.stderr
-  assert 'resuming' in result.stdout and 'after epoch 2' in result.stdout
-
-  ref_records, ref_genotype, ref_state, ref_step = _comparable(reference)
-  records, genotype, state, step = _comparable(killed)
-  assert step == ref_step == 3
+def _assert_same_run(workdir, reference):
+  records, state, step = comparable_run(workdir)
+  ref_records, ref_state, ref_step = comparable_run(reference)
+  assert step == ref_step
   assert records == ref_records
-  assert genotype == ref_genotype
-  for key in ('normal', 'reduce'):
-    np.testing.assert_array_equal(state['alphas'][key], ref_state['alphas'][key])
-  np.testing.assert_array_equal(
-    state['params']['classifier']['kernel'], ref_state['params']['classifier']['kernel']
+  for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(ref_state), strict=True):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_search_interrupted_three_times_is_bit_identical(tmp_path):
+  reference = run_cli('search', *SEARCH_FLAGS, f'--workdir={tmp_path / "reference"}')
+  assert reference.returncode == 0, reference.stderr
+  outputs, final = interrupted_at_random_moments(
+    'search', SEARCH_FLAGS, tmp_path / 'run', SEARCH_MOMENTS, seed=1, signals=SIGNALS
   )
+  _check_interruptions(outputs)
+  assert 'resuming' in final.stdout
+  _assert_same_run(tmp_path / 'run', tmp_path / 'reference')
+
+
+def test_retraining_interrupted_three_times_is_bit_identical(tmp_path):
+  reference = run_cli('train', *TRAIN_FLAGS, f'--workdir={tmp_path / "reference"}')
+  assert reference.returncode == 0, reference.stderr
+  outputs, final = interrupted_at_random_moments(
+    'train', TRAIN_FLAGS, tmp_path / 'run', TRAIN_MOMENTS, seed=2, signals=SIGNALS
+  )
+  _check_interruptions(outputs)
+  assert 'resuming' in final.stdout
+  _assert_same_run(tmp_path / 'run', tmp_path / 'reference')

@@ -15,6 +15,7 @@ from unreal_nas_jax import checkpointing
 from unreal_nas_jax.config_utils import ConfigError
 from unreal_nas_jax.space.primitives import PRIMITIVES
 from unreal_nas_jax.train import search_loop
+from unreal_nas_jax.train.run import NonFiniteLossError
 
 
 def _snapshot(workdir):
@@ -72,7 +73,7 @@ def test_outputs_are_written_every_epoch(finished_run):
   assert len(genotype['normal']) == 2 * config.model.steps
   assert genotype['normal_concat'] == [2, 3]
   ckpt = os.path.join(workdir, 'checkpoints')
-  assert sorted(int(d) for d in os.listdir(ckpt) if d.isdigit()) == [1, 2, 3]
+  assert sorted(int(d) for d in os.listdir(ckpt) if d.isdigit()) == [4, 8, 12]  # global steps
 
 
 def test_each_phase_compiles_once(finished_run, monkeypatch, tmp_path):
@@ -100,7 +101,8 @@ def test_each_phase_compiles_once(finished_run, monkeypatch, tmp_path):
 def test_checkpoint_holds_the_final_alphas(finished_run):
   _, workdir, summary = finished_run
   state, record, step = checkpointing.restore_raw(os.path.join(workdir, 'checkpoints'))
-  assert step == 3 and record == {'epoch': 3, 'phase': 'search'}
+  assert step == 12
+  assert record == {'epoch': 3, 'step_in_epoch': 0, 'phase': 'search', 'global_step': 12}
   np.testing.assert_array_equal(state['alphas']['normal'], summary['state'].alphas['normal'])
 
 
@@ -141,11 +143,11 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_good_checkpoint(tmp_path, 
     return train_perm, val_perm, lr * jnp.nan if epoch == 1 else lr, start
 
   monkeypatch.setattr(search_loop, 'epoch_inputs', poisoned)
-  with pytest.raises(search_loop.NonFiniteLossError, match=r'epoch 2 at step 2/4') as err:
+  with pytest.raises(NonFiniteLossError, match=r'epoch 2 at step 2/4') as err:
     search_loop.run_search(config, str(tmp_path))
-  assert 'last good checkpoint is epoch 1' in str(err.value)
+  assert 'stopped without saving it' in str(err.value)
   assert '\n' not in str(err.value)
-  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['1']
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['4']  # the end of epoch 1
   with open(tmp_path / 'metrics.jsonl') as f:
     assert [json.loads(line)['epoch'] for line in f] == [1]
 

@@ -81,7 +81,7 @@ def test_each_seed_writes_its_own_genotype_and_metrics(runs):
       records = [json.loads(line) for line in f]
     assert [r['epoch'] for r in records] == [1, 2, 3]
     assert all(r['seed'] == k for r in records)
-  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['1', '2', '3']  # one for all
+  assert sorted(map(int, os.listdir(os.path.join(workdir, 'checkpoints')))) == [4, 8, 12]
   # A multi-seed workdir names which seed to retrain.
   with pytest.raises(ConfigError, match=r'2 seeds; pass one seed.s genotype'):
     genotype_source.resolve_genotype(workdir)

@@ -100,12 +100,35 @@ class HelpRequested(Exception):
   """--help was given: the command's flags have been printed."""
 
 
+def _resolve_config_flag(argv: Sequence[str]) -> list[str]:
+  """`--config=SPEC` with SPEC's file found for any working directory and installation: a path
+  that exists, else the packaged configs/search.py or configs/train.py; a bare preset
+  (`--config=rlrn,quick`) names a preset of the command's config file."""
+  from unreal_nas_jax.config_utils import resolve_config_spec
+
+  default_file = 'train.py' if argv[0].endswith(' train') else 'search.py'
+  out, args = [], list(argv)
+  i = 0
+  while i < len(args):
+    arg = args[i]
+    if arg.startswith('--config='):
+      out.append('--config=' + resolve_config_spec(arg.split('=', 1)[1], default_file))
+    elif arg == '--config' and i + 1 < len(args):
+      out.append('--config=' + resolve_config_spec(args[i + 1], default_file))
+      i += 1
+    else:
+      out.append(arg)
+    i += 1
+  return out
+
+
 def _parse(fv: flags.FlagValues, argv: Sequence[str]) -> list[str]:
   """Parses the flags of `argv`; returns the positional arguments (argv[0] first)."""
   if any(a in ('-h', '--help', '--helpshort', '--helpfull') for a in argv[1:]):
     print(f'usage: {argv[0]} [flags]\n')
     print(fv.get_help())
     raise HelpRequested
+  argv = _resolve_config_flag(argv)
   try:
     return fv(list(argv))
   except flags.Error as e:
@@ -306,22 +329,26 @@ def main(argv: Sequence[str] | None = None) -> int:
       file=sys.stderr,
     )
     return 2
-  from unreal_nas_jax.checkpointing import CheckpointMismatchError
+  from unreal_nas_jax.checkpointing import CheckpointError
   from unreal_nas_jax.config_utils import ConfigError
   from unreal_nas_jax.parallel import DeviceError
+  from unreal_nas_jax.train.run import NonFiniteLossError, Preempted
+
+  def error(message: str, status: int) -> int:
+    print(f'unreal-nas {command}: error: {_one_line(message)}', file=sys.stderr)
+    return status
 
   try:
     return COMMANDS[command]([f'unreal-nas {command}', *argv[2:]])
   except HelpRequested:
     return 0
-  except (UsageError, ConfigError, DeviceError, CheckpointMismatchError) as e:
-    print(f'unreal-nas {command}: error: {_one_line(str(e))}', file=sys.stderr)
-    return 2
-  except RuntimeError as e:
-    if type(e).__name__ != 'NonFiniteLossError':
-      raise
-    print(f'unreal-nas {command}: error: {_one_line(str(e))}', file=sys.stderr)
-    return 1
+  except (UsageError, ConfigError, DeviceError, CheckpointError) as e:
+    return error(str(e), 2)
+  except NonFiniteLossError as e:
+    return error(str(e), 1)
+  except Preempted as e:
+    print(f'unreal-nas {command}: {e}', file=sys.stderr)
+    return e.exit_code
   except KeyboardInterrupt:
     print(f'unreal-nas {command}: interrupted; rerun the same command to resume', file=sys.stderr)
     return 130

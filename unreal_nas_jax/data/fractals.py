@@ -23,7 +23,6 @@ over the points of one chaos game (`lax.scan`), which is inherently sequential.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -34,6 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+
+from unreal_nas_jax import files
 
 MAX_MAPS = 7
 NUM_PARAMS = 6  # (a, b, c, d, e, f)
@@ -802,8 +803,7 @@ def categories_from_json(data: dict[str, Any]) -> FractalCategories:
 
 def load_categories(path: str | os.PathLike) -> FractalCategories:
   """Reads a `categories_to_json` file (e.g. a search workdir's fractal_categories.json)."""
-  with open(path) as f:
-    return categories_from_json(json.load(f))
+  return categories_from_json(files.read_json(path))
 
 
 def _as_key(seed_or_key: int | jax.Array) -> jax.Array:

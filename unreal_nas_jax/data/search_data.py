@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +28,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from unreal_nas_jax import files
 from unreal_nas_jax.config_utils import ConfigError
 from unreal_nas_jax.data import augment, fractals, noise, tfds_cifar
 from unreal_nas_jax.data.datasets import CIFAR_DATASETS, DATASETS
@@ -169,9 +169,9 @@ def _unreal_stored(images: jax.Array, labels: jax.Array, artifacts=None) -> Sear
 
 def fractal_categories(config, seed, workdir) -> tuple[fractals.FractalCategories, str]:
   """The run's fractal systems: the workdir's copy, a given file, or a fresh on-device search."""
-  kept = os.path.join(workdir, FRACTAL_CATEGORIES_FILE) if workdir else None
+  kept = files.join(workdir, FRACTAL_CATEGORIES_FILE) if workdir else None
   for path, origin in ((kept, 'the workdir'), (config.fractal_categories_file, 'the config')):
-    if path and os.path.exists(path):
+    if path and files.exists(path):
       try:
         categories = fractals.load_categories(path)
       except (OSError, ValueError, KeyError, TypeError) as e:

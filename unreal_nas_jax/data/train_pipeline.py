@@ -238,20 +238,21 @@ def host_batches(spec: PipelineSpec, split: str, epoch: int) -> Iterator[dict[st
 
 
 def _fake_batches(spec, split, epoch, per_process, steps):
-  """Random images and labels of the right shapes (the flax examples' fake-data benchmark)."""
-  rng = np.random.default_rng([spec.seed, epoch, 0 if split == 'train' else 1, jax.process_index()])
-  size = spec.image_size
-  local_examples = split_size(spec, split) // jax.process_count()
+  """Random images and labels of the right shapes (the flax examples' fake-data benchmark).
+
+  Each step's global batch is drawn from (seed, epoch, split, step) and every process keeps its
+  rows, so the data is the same for any number of processes and devices.
+  """
+  size, total = spec.image_size, split_size(spec, split)
+  rows = slice(jax.process_index() * per_process, (jax.process_index() + 1) * per_process)
   for step in range(steps):
-    position = step * per_process + np.arange(per_process)
-    yield {
-      'image': rng.standard_normal((per_process, size, size, 3), np.float32),
-      'label': rng.integers(0, spec.num_classes, per_process).astype(np.int32),
-      # Eval pads its last batch; training batches are always whole.
-      'mask': (position < local_examples).astype(np.float32)
-      if split != 'train'
-      else np.ones((per_process,), np.float32),
-    }
+    rng = np.random.default_rng([spec.seed, epoch, 0 if split == 'train' else 1, step])
+    images = rng.standard_normal((spec.batch_size, size, size, 3), np.float32)
+    labels = rng.integers(0, spec.num_classes, spec.batch_size).astype(np.int32)
+    # Eval pads its last batch (masked out); training batches are always whole.
+    position = step * spec.batch_size + np.arange(spec.batch_size)
+    mask = position < total if split != 'train' else np.ones(spec.batch_size, bool)
+    yield {'image': images[rows], 'label': labels[rows], 'mask': mask[rows].astype(np.float32)}
 
 
 def global_batches(batches: Iterator[dict[str, np.ndarray]], mesh, prefetch: int = 2):

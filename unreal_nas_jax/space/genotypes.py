@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from unreal_nas_jax import files
 from unreal_nas_jax.files import write_json_atomic
 from unreal_nas_jax.space.primitives import (
   EXTRA_EVAL_OPS,
@@ -173,8 +174,7 @@ def load_genotype(path: str | os.PathLike) -> Genotype:
       and the field.
   """
   path = os.fspath(path)
-  with open(path) as f:
-    text = f.read()
+  text = files.read_text(path)
   try:
     data = json.loads(text)
   except json.JSONDecodeError as e:

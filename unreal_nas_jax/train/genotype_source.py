@@ -8,10 +8,9 @@ search state holds, not a copy that might be stale.
 
 from __future__ import annotations
 
-import json
 import os
 
-from unreal_nas_jax import checkpointing
+from unreal_nas_jax import checkpointing, files
 from unreal_nas_jax.config_utils import ConfigError
 from unreal_nas_jax.search import derivation
 from unreal_nas_jax.space import genotypes, published
@@ -28,10 +27,10 @@ def resolve_genotype(spec: str) -> tuple[genotypes.Genotype, str]:
     raise ConfigError(
       'no genotype given; pass a published name, a genotype.json path or a search workdir'
     )
-  path = os.path.expanduser(spec)
-  if os.path.isdir(path):
+  path = spec if files.is_remote(spec) else os.path.expanduser(spec)
+  if files.is_dir(path):
     return genotype_from_search_workdir(path)
-  if os.path.isfile(path):
+  if files.exists(path):
     try:
       return genotypes.load_genotype(path), f'file {path}'
     except (ValueError, OSError) as e:
@@ -46,17 +45,21 @@ def resolve_genotype(spec: str) -> tuple[genotypes.Genotype, str]:
 
 def genotype_from_search_workdir(workdir: str) -> tuple[genotypes.Genotype, str]:
   """Derives the genotype from the alphas of the latest checkpoint of a search in `workdir`."""
-  checkpoints = os.path.join(workdir, 'checkpoints')
-  config_path = os.path.join(workdir, 'config.json')
-  if not os.path.isdir(checkpoints) or not os.listdir(checkpoints):
+  checkpoints = files.join(workdir, 'checkpoints')
+  config_path = files.join(workdir, 'config.json')
+  model, search = {'steps': 4, 'multiplier': 4}, {'method': 'darts', 'sgas_criterion': 1}
+  saved = files.read_json(config_path) if files.exists(config_path) else {}
+  if 'train' in saved and 'search' not in saved:
+    raise ConfigError(
+      f'{workdir!r} is a retraining workdir (it trains {saved.get("genotype")!r}), not a search; '
+      'pass a search workdir, a genotype.json or a published name'
+    )
+  if not any(name.isdigit() for name in files.list_dir(checkpoints)):
     raise ConfigError(
       f'{workdir!r} holds no search checkpoint (no {checkpoints}); run or resume the search first, '
       'or pass its genotype.json'
     )
-  model, search = {'steps': 4, 'multiplier': 4}, {'method': 'darts', 'sgas_criterion': 1}
-  if os.path.exists(config_path):
-    with open(config_path) as f:
-      saved = json.load(f)
+  if saved:
     model.update(saved.get('model', {}))
     search.update(saved.get('search', {}))
   try:
@@ -69,7 +72,7 @@ def genotype_from_search_workdir(workdir: str) -> tuple[genotypes.Genotype, str]
     n = state['alphas']['normal'].shape[0]
     raise ConfigError(
       f"{workdir!r} is a search of {n} seeds; pass one seed's genotype, e.g. "
-      f'{os.path.join(workdir, "seed_0", "genotype.json")}'
+      f'{files.join(workdir, "seed_0", "genotype.json")}'
     )
   genotype = derivation.search_genotype(
     state['alphas'],

@@ -8,16 +8,14 @@ terminal, plain log lines otherwise.
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 import time
 from typing import Any
 
 import jax
 
-from unreal_nas_jax import checkpointing
-from unreal_nas_jax.config_utils import ConfigError, incompatible_keys, to_dict
+from unreal_nas_jax import files
+from unreal_nas_jax.config_utils import ConfigError, incompatible_keys
 from unreal_nas_jax.files import write_json_atomic, write_text_atomic
 
 
@@ -26,46 +24,30 @@ def is_writer() -> bool:
 
 
 def prepare_workdir(workdir: str) -> None:
-  """Creates `workdir` and checks that it is writable (one-line ConfigError otherwise)."""
+  """Creates `workdir` (local or cloud storage) and checks that it is writable (one-line
+  ConfigError otherwise); nothing is left behind by the check."""
+  probe = files.join(workdir, f'.write_test_{jax.process_index()}')
   try:
-    os.makedirs(workdir, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=workdir, prefix='.write_test'):
-      pass
+    files.make_dirs(workdir)
+    if is_writer():
+      files.write_text_atomic(probe, '')
+      files.as_path(probe).unlink()
   except OSError as e:
     raise ConfigError(f'workdir {workdir!r} is not writable: {e.strerror or e}') from None
-
-
-def open_run_workdir(workdir: str, config) -> tuple[Any, int | None]:
-  """Creates the workdir, opens its checkpoints and refuses an incompatible saved run.
-
-  Returns:
-    (the Orbax checkpoint manager, the latest checkpoint step or None). Nothing is written but
-    the directories.
-  """
-  prepare_workdir(workdir)
-  manager = checkpointing.make_manager(
-    os.path.join(workdir, 'checkpoints'),
-    max_to_keep=config.checkpoint.max_to_keep,
-    keep_period=config.checkpoint.keep_period,
-  )
-  latest = manager.latest_step()
-  check_config(workdir, to_dict(config), has_checkpoint=latest is not None)
-  return manager, latest
 
 
 def check_config(workdir: str, config: dict[str, Any], has_checkpoint: bool) -> None:
   """Refuses a workdir whose saved run differs in more than run length or logging.
 
-  A workdir with a config.json (or a checkpoint) belongs to one search; resuming it with another
+  A workdir with a config.json (or a checkpoint) belongs to one run; resuming it with another
   config would mix two runs, so the workdir is left untouched and a ConfigError names the keys.
   """
-  path = os.path.join(workdir, 'config.json')
-  if os.path.exists(path):
-    with open(path) as f:
-      try:
-        saved = json.load(f)
-      except json.JSONDecodeError as e:
-        raise ConfigError(f'{path} is not valid JSON ({e}); move it away to start afresh') from None
+  path = files.join(workdir, 'config.json')
+  if files.exists(path):
+    try:
+      saved = files.read_json(path)
+    except json.JSONDecodeError as e:
+      raise ConfigError(f'{path} is not valid JSON ({e}); move it away to start afresh') from None
     keys = incompatible_keys(saved, config)
     if keys:
       shown = ', '.join(
@@ -84,7 +66,7 @@ def check_config(workdir: str, config: dict[str, Any], has_checkpoint: bool) -> 
 
 def write_config(workdir: str, config: dict[str, Any]) -> None:
   if is_writer():
-    write_json_atomic(os.path.join(workdir, 'config.json'), config, indent=2)
+    write_json_atomic(files.join(workdir, 'config.json'), config, indent=2)
 
 
 def _get(tree: dict[str, Any], dotted: str) -> Any:
@@ -96,38 +78,42 @@ def _get(tree: dict[str, Any], dotted: str) -> Any:
 
 
 class MetricsLog:
-  """metrics.jsonl: one JSON object per finished epoch, keyed by `epoch`."""
+  """metrics.jsonl: one JSON object per finished epoch, keyed by `epoch`.
+
+  The file is rewritten whole (atomically) at each append: cloud storage has no appends, and a
+  run has at most a few hundred lines.
+  """
 
   def __init__(self, workdir: str):
-    self.path = os.path.join(workdir, 'metrics.jsonl')
+    self.path = files.join(workdir, 'metrics.jsonl')
+    self._lines: list[str] | None = None
 
   def read(self) -> list[dict[str, Any]]:
-    if not os.path.exists(self.path):
+    if not files.exists(self.path):
       return []
-    with open(self.path) as f:
-      return [json.loads(line) for line in f if line.strip()]
+    return [json.loads(line) for line in files.read_text(self.path).splitlines() if line.strip()]
 
   def truncate(self, num_epochs: int) -> None:
     """Keeps only epochs < num_epochs (a killed run may have logged past its last checkpoint)."""
-    if not is_writer() or not os.path.exists(self.path):
-      return
     kept = []
-    with open(self.path) as f:
-      for line in f:
+    if files.exists(self.path):
+      for line in files.read_text(self.path).splitlines():
         try:
           record = json.loads(line)
         except json.JSONDecodeError:
           break  # a line cut by a kill: nothing after it is trustworthy
         if record.get('epoch', num_epochs) < num_epochs:
-          kept.append(line if line.endswith('\n') else line + '\n')
-    write_text_atomic(self.path, ''.join(kept))
+          kept.append(line + '\n')
+    self._lines = kept
+    if is_writer() and files.exists(self.path):
+      write_text_atomic(self.path, ''.join(kept))
 
   def append(self, record: dict[str, Any]) -> None:
+    if self._lines is None:
+      self.truncate(record['epoch'])
+    self._lines.append(json.dumps(record) + '\n')
     if is_writer():
-      with open(self.path, 'a') as f:
-        f.write(json.dumps(record) + '\n')
-        f.flush()
-        os.fsync(f.fileno())
+      write_text_atomic(self.path, ''.join(self._lines))
 
 
 def _format_seconds(seconds: float) -> str:
@@ -146,14 +132,18 @@ class Progress:
     self.total_epochs = total_epochs
     self._bar = None
 
-  def start_epoch(self, epoch: int, phase: str, steps: int) -> None:
+  def start_epoch(self, epoch: int, phase: str, steps: int, done: int = 0) -> None:
+    """Starts an epoch of `steps` steps of which `done` ran before a resume."""
     self.epoch, self.phase, self.steps = epoch, phase, steps
-    self.done, self.t0 = 0, time.perf_counter()
+    self.done = self.first = done
+    self.t0 = time.perf_counter()
     if self.mode == 'bar':
       import tqdm  # only on terminals
 
       desc = f'epoch {epoch + 1}/{self.total_epochs} {phase}'
-      self._bar = tqdm.tqdm(total=steps, desc=desc, unit='step', dynamic_ncols=True, leave=False)
+      self._bar = tqdm.tqdm(
+        total=steps, initial=done, desc=desc, unit='step', dynamic_ncols=True, leave=False
+      )
 
   def will_print(self, step_in_epoch: int) -> bool:
     return self.mode == 'lines' and (
@@ -166,7 +156,7 @@ class Progress:
       self._bar.update(step_in_epoch - self.done)
     elif self.will_print(step_in_epoch):
       elapsed = time.perf_counter() - self.t0
-      rate = step_in_epoch / elapsed if elapsed > 0 else 0.0
+      rate = (step_in_epoch - self.first) / elapsed if elapsed > 0 else 0.0
       eta = (self.steps - step_in_epoch) / rate if rate > 0 else 0.0
       print(
         f'epoch {self.epoch + 1}/{self.total_epochs} {self.phase} step {step_in_epoch}/{self.steps}'
@@ -179,5 +169,5 @@ class Progress:
     if self._bar is not None:
       self._bar.close()
       self._bar = None
-    if self.mode != 'none':
+    if self.mode != 'none' and summary:
       print(summary, flush=True)

@@ -17,9 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
-import json
 import math
-import os
 import time
 from contextlib import nullcontext
 from typing import Any
@@ -30,13 +28,12 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from unreal_nas_jax import checkpointing, optim, parallel, timing
+from unreal_nas_jax import checkpointing, files, optim, parallel, timing
 from unreal_nas_jax.config_utils import (
   ConfigError,
   require,
   require_choice,
   require_range,
-  to_dict,
   validate_run_fields,
   validate_weight_sgd_fields,
 )
@@ -47,6 +44,7 @@ from unreal_nas_jax.models.layers import params_key
 from unreal_nas_jax.ops.depthwise import DEPTHWISE_IMPLS
 from unreal_nas_jax.space import genotypes
 from unreal_nas_jax.train import outputs, startup
+from unreal_nas_jax.train import run as run_lib
 from unreal_nas_jax.train.genotype_source import resolve_genotype
 
 LR_SCHEDULES = ('cosine', 'exponential')
@@ -326,9 +324,9 @@ def evaluate(setup: TrainSetup, state: TrainState, eval_fn=None) -> dict[str, fl
 
 
 def _check_genotype(workdir: str, genotype: genotypes.Genotype) -> None:
-  path = os.path.join(workdir, 'genotype.json')
-  if os.path.exists(path):
-    saved = genotypes.load_genotype(path)
+  path = files.join(workdir, 'genotype.json')
+  if files.exists(path):
+    saved = genotypes.genotype_from_json(files.read_json(path))
     if saved != genotype:
       raise ConfigError(
         f'workdir {workdir!r} trains another genotype ({path}); the one given now differs: '
@@ -336,81 +334,117 @@ def _check_genotype(workdir: str, genotype: genotypes.Genotype) -> None:
       )
 
 
+def _check_finite(epoch: int):
+  def check(sums):
+    if not bool(sums['finite']):
+      raise run_lib.NonFiniteLossError(
+        f'loss became NaN or Inf in epoch {epoch + 1}; stopped without saving it; the last good '
+        'checkpoint is kept'
+      )
+
+  return check
+
+
+def train_batches(setup: TrainSetup, epoch: int, done: int = 0):
+  """The global training batches of 0-based `epoch` from step `done` + 1 on."""
+  batches = train_pipeline.host_batches(setup.spec, 'train', epoch)
+  return train_pipeline.global_batches(itertools.islice(batches, done, None), setup.mesh)
+
+
 def run_train(config: ml_collections.ConfigDict, workdir: str, *, mesh=None) -> dict[str, Any]:
-  """Trains (or resumes) in `workdir`; returns the last epoch's record and the state."""
+  """Trains (or resumes) in `workdir`; returns the last epoch's record and the state.
+
+  Raises the errors of `search_loop.run_search` (ConfigError, CheckpointError,
+  NonFiniteLossError, Preempted, DeviceError) and DatasetNotPreparedError.
+  """
   setup = build_train(config, mesh)
-  manager, latest = outputs.open_run_workdir(workdir, config)
+  steps = train_pipeline.steps_per_epoch(setup.spec, 'train')
+  run = run_lib.Run(
+    config,
+    workdir,
+    total_epochs=config.train.epochs,
+    epochs_at=lambda step: step // steps if step % steps == 0 else None,
+  )
   _check_genotype(workdir, setup.genotype)
-  timer = timing.Phases(enabled=config.log.progress != 'none' and outputs.is_writer())
+  with run.running():
+    return _train(config, workdir, setup, run, steps)
+
+
+def _train(config, workdir, setup: TrainSetup, run: run_lib.Run, steps: int) -> dict[str, Any]:
+  timer = run.timer
   d = setup.spec
   with timer('check data', f'{d.dataset}{" (fake)" if d.fake_data else ""}, batch {d.batch_size}'):
     train_pipeline.check_prepared(setup.spec)  # missing data fails before anything is written
-  outputs.write_config(workdir, to_dict(config))
+  run.write_config()
   if outputs.is_writer():
-    genotypes.save_genotype(os.path.join(workdir, 'genotype.json'), setup.genotype)
+    genotypes.save_genotype(files.join(workdir, 'genotype.json'), setup.genotype)
 
-  abstract = abstract_state(setup)
-  weights = eval_network.count_params(abstract.params)
-  state_future = startup.start_state(
-    timer, lambda: init_state(setup), manager, latest, abstract, weights
+  abstract = {
+    'state': abstract_state(setup),
+    'sums': parallel.abstract_replicated(epoch_sums, setup.mesh),
+  }
+  state_future = run.start_state(
+    lambda: {'state': init_state(setup), 'sums': parallel.replicate(epoch_sums(), setup.mesh)},
+    abstract,
+    eval_network.count_params(abstract['state'].params),
   )
-  start_epoch = latest or 0
+  latest = run.manager.latest_step()  # where the run most likely resumes (before it restores)
+  start_epoch, done = (0, 0) if latest is None else divmod(latest, steps)
   epochs = config.train.epochs
-  steps = train_pipeline.steps_per_epoch(setup.spec, 'train')
   train_fn, eval_fn = make_steps(setup)
   compiling, first_batch = {}, None
   if start_epoch < epochs:
-    batches = train_pipeline.global_batches(
-      train_pipeline.host_batches(setup.spec, 'train', start_epoch), setup.mesh
-    )
+    batches = train_batches(setup, start_epoch, done)
     with timer('first batch'):
       first_batch = next(batches)
     scalars = (jnp.float32(0), jnp.float32(0))
-    example = (abstract, parallel.replicate(epoch_sums(), setup.mesh), first_batch, *scalars)
+    example = (abstract['state'], abstract['sums'], first_batch, *scalars)
     compiling = startup.compile_steps(timer, {'train step': (train_fn, example)})
-  state, record = startup.wait_state(state_future)
-  if record is not None:
-    start_epoch = int(record['epoch'])
-    print(f'resuming {workdir} after epoch {start_epoch}', flush=True)
+  items, checkpoint_record = startup.wait_state(state_future)
+  state = items['state']
+  resumed_at = run.resume_point(checkpoint_record)
+  if resumed_at != (start_epoch, done):  # an unusable newest checkpoint was moved aside
+    start_epoch, done = resumed_at
+    batches = train_batches(setup, start_epoch, done) if start_epoch < epochs else iter(())
+    first_batch = next(batches, None)
+  run.announce_resume(checkpoint_record)
   print(f'training {setup.genotype_source} on {setup.spec.dataset}', flush=True)
   metrics_log = outputs.MetricsLog(workdir)
   metrics_log.truncate(start_epoch + 1)
 
-  progress = outputs.Progress(config.log.progress, config.log.every_steps, epochs)
   record: dict[str, Any] = {}
   first_eval = True
+  train_step = startup.wait_compiled(compiling, 'train step') if start_epoch < epochs else None
   for epoch in range(start_epoch, epochs):
     lr = jnp.asarray(setup.lr(epoch), jnp.float32)
     drop_prob = jnp.asarray(setup.drop_prob(epoch), jnp.float32)
-    sums = parallel.replicate(epoch_sums(), setup.mesh)
-    progress.start_epoch(epoch, 'train', steps)
-    t0 = time.perf_counter()
-    if epoch != start_epoch:
-      batches = train_pipeline.global_batches(
-        train_pipeline.host_batches(setup.spec, 'train', epoch), setup.mesh
-      )
-    else:
+    resumed = epoch == start_epoch and done
+    sums = items['sums'] if resumed else parallel.replicate(epoch_sums(), setup.mesh)
+    if epoch == start_epoch:
       batches = itertools.chain([first_batch], batches)
-      train_step = startup.wait_compiled(compiling, 'train step')
-    for i, batch in enumerate(batches, start=1):
-      if epoch == start_epoch and i == 1:
-        with timer('first step'):
-          state, sums = jax.block_until_ready(train_step(state, sums, batch, lr, drop_prob))
-      else:
-        state, sums = train_step(state, sums, batch, lr, drop_prob)
-      if (config.log.sync_every_steps and i % config.log.sync_every_steps == 0) or (
-        progress.will_print(i)
-      ):
-        jax.block_until_ready(sums['count'])
-      progress.update(i)
+    else:
+      batches = train_batches(setup, epoch)
+    check = _check_finite(epoch)
+    t0 = time.perf_counter()
+    state, sums = run.steps(
+      epoch=epoch,
+      phase='train',
+      done=done if epoch == start_epoch else 0,
+      steps=steps,
+      epoch_start=epoch * steps,
+      step=lambda state, sums, i, b=batches, lr=lr, p=drop_prob: train_step(
+        state, sums, next(b), lr, p
+      ),
+      state=state,
+      sums=sums,
+      check=check,
+      record=lambda i, epoch=epoch: {'epoch': epoch, 'step_in_epoch': i},
+    )
     sums = jax.device_get(sums)
     wall_s = time.perf_counter() - t0
-    if not bool(sums['finite']):
-      raise RuntimeError(
-        f'loss became NaN or Inf in epoch {epoch + 1}; stopped without saving it; the last good '
-        f'checkpoint is epoch {epoch}'
-      )
+    check(sums)
     count = float(sums['count'])
+    steps_run = steps - (done if epoch == start_epoch else 0)
     record = {
       'epoch': epoch + 1,
       'step': int(jax.device_get(state.step)),
@@ -419,7 +453,7 @@ def run_train(config: ml_collections.ConfigDict, workdir: str, *, mesh=None) -> 
       'train_loss': float(sums['loss']) / count,
       'train_acc': float(sums['correct']) / count,
       'wall_s': round(wall_s, 3),
-      'images_per_s': round(count / wall_s, 2) if wall_s > 0 else None,
+      'images_per_s': round(steps_run * setup.spec.batch_size / wall_s, 2) if wall_s > 0 else None,
     }
     every = config.train.eval_every_epochs
     if every and ((epoch + 1) % every == 0 or epoch + 1 == epochs):
@@ -428,39 +462,57 @@ def run_train(config: ml_collections.ConfigDict, workdir: str, *, mesh=None) -> 
         result = evaluate(setup, state, eval_fn)
       first_eval = False
       record.update({f'eval_{k}': v for k, v in result.items()})
+    run.save(
+      (epoch + 1) * steps,
+      {'state': state, 'sums': parallel.replicate(epoch_sums(), setup.mesh)},
+      {'epoch': epoch + 1, 'step_in_epoch': 0},
+    )
+    record['checkpoint_s'] = round(run.checkpoint_seconds, 3)
     metrics_log.append(record)
-    checkpointing.save(manager, epoch + 1, state, {'epoch': epoch + 1})
     summary = ' '.join(
       f'{k}={v:.4f}' if isinstance(v, float) else f'{k}={v}'
       for k, v in record.items()
       if k in ('lr', 'train_loss', 'train_acc', 'eval_top1', 'eval_top5', 'wall_s')
     )
-    progress.end_epoch(f'epoch {epoch + 1}/{epochs} {summary}')
-  timer.close()
+    run.progress.end_epoch(f'epoch {epoch + 1}/{epochs} {summary}')
+    run.stop_if_requested(epoch, (epoch + 1) * steps)
   return {'workdir': workdir, 'record': record, 'state': state, 'epochs': epochs}
 
 
 def run_eval(workdir: str, *, mesh=None) -> dict[str, Any]:
-  """Restores the latest checkpoint of a training workdir and evaluates it on the eval split."""
-  config_path = os.path.join(workdir, 'config.json')
-  if not os.path.exists(config_path):
+  """Restores the newest checkpoint of a training workdir and evaluates it on the eval split."""
+  config_path = files.join(workdir, 'config.json')
+  if not files.exists(config_path):
     raise ConfigError(f'{workdir!r} holds no training run (no config.json)')
-  with open(config_path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  genotype_path = os.path.join(workdir, 'genotype.json')
-  if os.path.exists(genotype_path):
+  saved = files.read_json(config_path)
+  if 'search' in saved and 'train' not in saved:
+    raise ConfigError(
+      f'{workdir!r} is a search workdir; eval takes a training workdir: retrain its cell first '
+      f'(unreal-nas train --config=configs/train.py:cifar10 --config.genotype={workdir} '
+      '--workdir=DIR)'
+    )
+  config = ml_collections.ConfigDict(saved)
+  genotype_path = files.join(workdir, 'genotype.json')
+  if files.exists(genotype_path):
     config.genotype = genotype_path  # the cell the checkpoint was trained with
   setup = build_train(config, mesh)
-  manager = checkpointing.make_manager(os.path.join(workdir, 'checkpoints'))
-  latest = manager.latest_step()
-  if latest is None:
-    raise ConfigError(f'{workdir!r} holds no training checkpoint; run unreal-nas train first')
+  manager = checkpointing.make_manager(
+    config.checkpoint.get('dir', '') or files.join(workdir, 'checkpoints')
+  )
   timer = timing.Phases()
-  with timer('restore checkpoint', f'epoch {latest}'):
-    state, record = checkpointing.restore(manager, latest, abstract_state(setup))
-  with timer('evaluate', f'{setup.spec.dataset} {DATASETS[setup.spec.dataset].eval_split}'):
-    result = evaluate(setup, state)
-  timer.close()
+  try:
+    with timer('restore checkpoint'):
+      found = checkpointing.restore_newest(manager, {'state': abstract_state(setup)})
+    if found is None:
+      raise ConfigError(f'{workdir!r} holds no training checkpoint; run unreal-nas train first')
+    items, record, _ = found
+    with timer('evaluate', f'{setup.spec.dataset} {DATASETS[setup.spec.dataset].eval_split}'):
+      result = evaluate(setup, items['state'])
+  finally:
+    timer.close()
+    manager.close()
   if not all(math.isfinite(v) for v in (result['loss'], result['top1'])):
-    raise RuntimeError(f'evaluation of {workdir} gave a non-finite loss')
-  return {**result, 'epoch': int(record['epoch']), 'dataset': setup.spec.dataset}
+    raise run_lib.NonFiniteLossError(f'evaluation of {workdir} gave a non-finite loss')
+  epoch = int(record['epoch']) + (1 if record.get('step_in_epoch') else 0)
+  return {**result, 'epoch': epoch, 'step_in_epoch': int(record.get('step_in_epoch', 0)),
+          'dataset': setup.spec.dataset}  # fmt: skip

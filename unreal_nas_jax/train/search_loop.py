@@ -1,9 +1,10 @@
 """The search loop: `run_search(config, workdir)`, resumable, data parallel, one compile per phase.
 
-Order of resumption (big_vision's): the latest checkpoint in the workdir if there is one (after
+Order of resumption (big_vision's): the newest checkpoint in the workdir that restores (after
 checking that the saved config matches), else a fresh state from the seed. Every epoch ends with
-a metrics line, an Orbax checkpoint and genotype.json; a run killed at any point resumes from its
-last complete checkpoint to the same bits as an uninterrupted run.
+a metrics line, an Orbax checkpoint and genotype.json, and `train.run.Run` checkpoints inside
+epochs too (every N steps or M minutes, and on SIGTERM/SIGINT); a run killed at any point resumes
+from its last complete checkpoint, mid-epoch included, to the same bits as an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from unreal_nas_jax import checkpointing, optim, parallel, timing
-from unreal_nas_jax.config_utils import to_dict
+from unreal_nas_jax import files, optim, parallel
 from unreal_nas_jax.data import search_data
 from unreal_nas_jax.files import write_json_atomic
 from unreal_nas_jax.models.layers import params_key
@@ -31,10 +31,7 @@ from unreal_nas_jax.search.validate import validate_search_config
 from unreal_nas_jax.space import genotypes
 from unreal_nas_jax.space.primitives import PRIMITIVES
 from unreal_nas_jax.train import outputs, startup
-
-
-class NonFiniteLossError(RuntimeError):
-  """The loss became NaN or Inf; the run stopped without saving the bad state."""
+from unreal_nas_jax.train import run as run_lib
 
 
 @dataclasses.dataclass
@@ -103,6 +100,14 @@ class SearchSetup:
   def epoch_start(self, epoch: int) -> int:
     """The global step at which 0-based `epoch` starts."""
     return sum(self.steps_per_epoch(e) for e in range(epoch))
+
+  def epoch_of_step(self, global_step: int) -> int:
+    """The 0-based epoch that global step `global_step` (0-based) belongs to (the run's length
+    for a step at or past its end)."""
+    epoch = 0
+    while epoch < self.total_epochs and self.epoch_start(epoch + 1) <= global_step:
+      epoch += 1
+    return epoch
 
   def step_name(self, epoch: int) -> str:
     """The compiled program `epoch` runs: one per phase, and one per grown SGAS batch."""
@@ -175,7 +180,7 @@ def build_search(
 
 def seed_dir(workdir: str, k: int, num_seeds: int) -> str:
   """Where seed k's own files go: the workdir itself for a single seed, else workdir/seed_<k>."""
-  return workdir if num_seeds == 1 else os.path.join(workdir, f'seed_{k}')
+  return workdir if num_seeds == 1 else files.join(workdir, f'seed_{k}')
 
 
 def _search_mesh(config, mesh):
@@ -235,12 +240,17 @@ def init_state(setup: SearchSetup) -> SearchState:
   )
 
 
-def init_sums(setup: SearchSetup):
-  """Fresh epoch accumulators, one set per seed, replicated."""
+def new_sums(setup: SearchSetup):
+  """Fresh epoch accumulators, one set per seed (not yet placed on devices)."""
   sums = darts.init_metrics()
   if setup.num_seeds > 1:
     sums = jax.tree.map(lambda x: jnp.stack([x] * setup.num_seeds), sums)
-  return parallel.replicate(sums, setup.mesh)
+  return sums
+
+
+def init_sums(setup: SearchSetup):
+  """Fresh epoch accumulators, one set per seed, replicated."""
+  return parallel.replicate(new_sums(setup), setup.mesh)
 
 
 def seed_slice(tree, k: int, num_seeds: int):
@@ -414,8 +424,13 @@ def _sgas_record(decisions, scores) -> dict[str, Any]:
   }
 
 
-def epoch_record(setup, epoch, sums, state, wall_s, sgas_scores=None, seed=None) -> dict[str, Any]:
-  """The metrics.jsonl line of a finished epoch (1-based `epoch` in the file) of one seed."""
+def epoch_record(
+  setup, epoch, sums, state, wall_s, sgas_scores=None, seed=None, examples_timed=None
+) -> dict[str, Any]:
+  """The metrics.jsonl line of a finished epoch (1-based `epoch` in the file) of one seed.
+
+  `examples_timed`: the examples that `wall_s` covers (fewer than the epoch's after a resume).
+  """
   steps, examples = float(sums['steps']), float(sums['examples'])
   searched = setup.phase(epoch) == 'search'
   geno = derive_genotype(setup.config, state)
@@ -434,7 +449,7 @@ def epoch_record(setup, epoch, sums, state, wall_s, sgas_scores=None, seed=None)
     'genotype': genotypes.genotype_to_json(geno),
     'alphas': {k: np.asarray(v).round(6).tolist() for k, v in weights.items()},
     'wall_s': round(wall_s, 3),
-    'images_per_s': round(examples / wall_s, 2) if wall_s > 0 else None,
+    'images_per_s': round((examples_timed or examples) / wall_s, 2) if wall_s > 0 else None,
     'batch_size': setup.batch_size(epoch),
     **({'sgas': _sgas_record(state.decisions, sgas_scores)} if sgas_scores is not None else {}),
   }
@@ -456,6 +471,30 @@ def _summary_line(record: dict[str, Any], total_epochs: int) -> str:
   return ' '.join(parts)
 
 
+def _check_finite(setup: SearchSetup, epoch: int, steps: int, workdir: str):
+  """The NaN/Inf check of `epoch`'s host sums (before any save: a bad state is never saved)."""
+
+  def check(sums):
+    bad_steps = np.atleast_1d(sums['first_bad_step'])
+    if (bad_steps != int(darts.NO_BAD_STEP)).any():
+      k = int(np.argmin(bad_steps))
+      step_in_epoch = int(bad_steps[k]) - setup.epoch_start(epoch) + 1
+      which = f' of seed {setup.seed(k)}' if setup.num_seeds > 1 else ''
+      raise run_lib.NonFiniteLossError(
+        f'loss{which} became NaN or Inf in epoch {epoch + 1} at step {step_in_epoch}/{steps} '
+        f'(global step {int(bad_steps[k]) + 1}); stopped without saving it; the last good '
+        f'checkpoint is in {files.join(workdir, "checkpoints")}'
+      )
+
+  return check
+
+
+def epochs_at_fn(setup: SearchSetup):
+  """Global step -> finished epochs if that step ends an epoch, else None."""
+  ends = {setup.epoch_start(e): e for e in range(setup.total_epochs + 1)}
+  return ends.get
+
+
 def run_search(
   config: ml_collections.ConfigDict, workdir: str, *, mesh: jax.sharding.Mesh | None = None
 ) -> dict[str, Any]:
@@ -464,40 +503,56 @@ def run_search(
   Raises:
     ConfigError: a bad config value, an unwritable or incompatible workdir (nothing written).
     DeviceError: a batch that does not divide by the device count.
-    CheckpointMismatchError: a checkpoint that does not fit the state this config builds.
+    CheckpointError: no checkpoint of the workdir restores into the state this config builds.
     NonFiniteLossError: a NaN/Inf loss (the last good checkpoint is kept).
+    Preempted: SIGTERM/SIGINT; the current step was checkpointed.
   """
   # Everything that can refuse the run is checked before the data is built (rlgd searches and
   # renders its fractals, half a minute on a CPU) and before anything is written.
   validate_search_config(config)
   mesh = _search_mesh(config, mesh)
-  manager, latest = outputs.open_run_workdir(workdir, config)
-  timer = timing.Phases(enabled=config.log.progress != 'none' and outputs.is_writer())
+  run = run_lib.Run(
+    config, workdir, total_epochs=config.search.warmup_epochs + config.search.epochs
+  )
+  with run.running():
+    return _search(config, workdir, mesh, run)
+
+
+def _search(config, workdir, mesh, run: run_lib.Run) -> dict[str, Any]:
+  timer = run.timer
   d = config.data
   with timer('build data', f'{d.name}, {d.num_examples:,} examples, {d.num_classes:,} classes'):
     setup = build_search(config, mesh, workdir=workdir)
     jax.block_until_ready(setup.data)
-  outputs.write_config(workdir, to_dict(config))
+  run.epochs_at = epochs_at_fn(setup)
+  run.write_config()
   n = setup.num_seeds
   seed_dirs = [seed_dir(workdir, k, n) for k in range(n)]
   if outputs.is_writer():
     for directory in seed_dirs:
-      os.makedirs(directory, exist_ok=True)
-  for name, content in setup.artifacts.items():
-    path = os.path.join(workdir, name)
-    if outputs.is_writer() and not os.path.exists(path):
-      write_json_atomic(path, content, indent=1)
+      files.make_dirs(directory)
+    for name, content in setup.artifacts.items():
+      path = files.join(workdir, name)
+      if not files.exists(path):
+        write_json_atomic(path, content, indent=1)
 
   metrics_logs = [outputs.MetricsLog(directory) for directory in seed_dirs]
-  abstract = abstract_state(setup)
-  state_future = startup.start_state(
-    timer, lambda: init_state(setup), manager, latest, abstract, count_params(abstract.params)
+  abstract = {
+    'state': abstract_state(setup),
+    'sums': parallel.abstract_replicated(lambda: new_sums(setup), setup.mesh),
+  }
+  state_future = run.start_state(
+    lambda: {'state': init_state(setup), 'sums': init_sums(setup)},
+    abstract,
+    count_params(abstract['state'].params),
   )
   # The programs still to run, in order of use: one per phase, and one per grown SGAS batch.
+  latest = run.manager.latest_step()  # where the run most likely resumes (before it restores)
+  first_epoch = 0 if latest is None else setup.epoch_of_step(latest)
   programs = {}
-  for e in range(latest or 0, setup.total_epochs):
+  for e in range(first_epoch, setup.total_epochs):
     programs.setdefault(setup.step_name(e), (setup.phase(e), setup.batch_size(e)))
-  example_args = (abstract, init_sums(setup), setup.data, *epoch_inputs(setup, 0))
+  example_args = (abstract['state'], init_sums(setup), setup.data, *epoch_inputs(setup, 0))
   looped = n > 1 and seeds_program(config.search.seeds_program) == 'loop'
   if looped:  # the single-seed program, compiled from one seed's shapes
     example_args = _one_seed_shapes(example_args, setup.data_axis)
@@ -510,23 +565,20 @@ def run_search(
 
   base = config.search.batch_size
   compiling = compile_ahead([n for n, (_, batch) in programs.items() if batch == base])
-  state, record = startup.wait_state(state_future)
-  start_epoch = 0 if record is None else int(record['epoch'])
-  if record is not None:
-    print(f'resuming {workdir} after epoch {start_epoch}', flush=True)
+  items, record = startup.wait_state(state_future)
+  state, restored_sums = items['state'], items['sums']
+  start_epoch, done = run.resume_point(record)
+  run.announce_resume(record)
   for k, metrics_log in enumerate(metrics_logs):
     metrics_log.truncate(start_epoch + 1)
     if start_epoch and outputs.is_writer():
       geno = genotypes.genotype_to_json(derive_genotype(config, seed_slice(state, k, n)))
-      write_json_atomic(os.path.join(seed_dirs[k], 'genotype.json'), geno)
+      write_json_atomic(files.join(seed_dirs[k], 'genotype.json'), geno)
   update = functools.partial(sgas.update, criterion=config.search.sgas_criterion)
   update_decisions = jax.jit(
     update if n == 1 else jax.vmap(update, in_axes=(0, 0, None)),
     out_shardings=parallel.replicated(setup.mesh),
   )
-
-  progress = outputs.Progress(config.log.progress, config.log.every_steps, setup.total_epochs)
-  sync_every = config.log.sync_every_steps
 
   for epoch in range(start_epoch, setup.total_epochs):
     phase, name, steps = setup.phase(epoch), setup.step_name(epoch), setup.steps_per_epoch(epoch)
@@ -539,41 +591,38 @@ def run_search(
     if following not in compiling:
       compiling.update(compile_ahead([following]))  # behind this epoch
     inputs = epoch_inputs(setup, epoch)
-    sums = init_sums(setup)
-    progress.start_epoch(epoch, phase, steps)
+    sums = restored_sums if (epoch == start_epoch and done) else init_sums(setup)
+    epoch_start = setup.epoch_start(epoch)
+    check = _check_finite(setup, epoch, steps, workdir)
     t0 = time.perf_counter()
-    for i in range(1, steps + 1):
-      if epoch == start_epoch and i == 1:
-        with timer('first step'):
-          state, sums = jax.block_until_ready(step_fn(state, sums, setup.data, *inputs))
-      else:
-        state, sums = step_fn(state, sums, setup.data, *inputs)
-      if (sync_every and i % sync_every == 0) or progress.will_print(i):
-        # Waits for the device without copying anything back, so progress shows real steps.
-        jax.block_until_ready(sums['steps'])
-      progress.update(i)
+    state, sums = run.steps(
+      epoch=epoch,
+      phase=phase,
+      done=done if epoch == start_epoch else 0,
+      steps=steps,
+      epoch_start=epoch_start,
+      step=lambda state, sums, i, fn=step_fn, x=inputs: fn(state, sums, setup.data, *x),
+      state=state,
+      sums=sums,
+      check=check,
+      record=lambda i, epoch=epoch, phase=phase: {
+        'epoch': epoch,
+        'step_in_epoch': i,
+        'phase': phase,
+      },
+    )
     sums = jax.device_get(sums)
     wall_s = time.perf_counter() - t0
-
-    bad_steps = np.atleast_1d(sums['first_bad_step'])
-    if (bad_steps != int(darts.NO_BAD_STEP)).any():
-      k = int(np.argmin(bad_steps))
-      step_in_epoch = int(bad_steps[k]) - setup.epoch_start(epoch) + 1
-      which = f' of seed {setup.seed(k)}' if n > 1 else ''
-      raise NonFiniteLossError(
-        f'loss{which} became NaN or Inf in epoch {epoch + 1} at step {step_in_epoch}/{steps} '
-        f'(global step {int(bad_steps[k]) + 1}); stopped without saving it; the last good '
-        f'checkpoint is epoch {epoch} in {os.path.join(workdir, "checkpoints")}'
-      )
+    steps_run = steps - (done if epoch == start_epoch else 0)
+    check(sums)
 
     scores = None
     if config.search.method == 'sgas' and phase == 'search':
       decide = jnp.asarray(setup.is_decision_epoch(epoch))
       decisions, scores = update_decisions(state.alphas, state.decisions, decide)
       state = state.replace(decisions=decisions)
-    lines = []
-    for k, metrics_log in enumerate(metrics_logs):
-      record = epoch_record(
+    records = [
+      epoch_record(
         setup,
         epoch,
         seed_slice(sums, k, n),
@@ -581,13 +630,24 @@ def run_search(
         wall_s,
         None if scores is None else seed_slice(scores, k, n),
         seed=setup.seed(k) if n > 1 else None,
+        examples_timed=steps_run * setup.batch_size(epoch),
       )
-      metrics_log.append(record)
-      lines.append(_summary_line(record, setup.total_epochs))
+      for k in range(n)
+    ]
+    run.save(
+      setup.epoch_start(epoch + 1),
+      {'state': state, 'sums': init_sums(setup)},
+      {'epoch': epoch + 1, 'step_in_epoch': 0, 'phase': phase},
+    )
+    lines = []
+    for k, metrics_log in enumerate(metrics_logs):
+      records[k]['checkpoint_s'] = round(run.checkpoint_seconds, 3)
+      metrics_log.append(records[k])
+      lines.append(_summary_line(records[k], setup.total_epochs))
       if outputs.is_writer():
-        write_json_atomic(os.path.join(seed_dirs[k], 'genotype.json'), record['genotype'])
-    checkpointing.save(manager, epoch + 1, state, {'epoch': epoch + 1, 'phase': phase})
-    progress.end_epoch('\n'.join(lines))
+        write_json_atomic(files.join(seed_dirs[k], 'genotype.json'), records[k]['genotype'])
+    run.progress.end_epoch('\n'.join(lines))
+    run.stop_if_requested(epoch, setup.epoch_start(epoch + 1))
   timer.close()
 
   finals = [derive_genotype(config, seed_slice(state, k, n)) for k in range(n)]

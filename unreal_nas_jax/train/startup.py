@@ -14,26 +14,24 @@ from typing import Any
 
 import jax
 
-from unreal_nas_jax import checkpointing, timing
+from unreal_nas_jax import timing
 
 
 def start_state(
   timer: timing.Phases,
   init_fn: Callable[[], Any],
-  manager,
-  latest: int | None,
-  abstract: Any,
-  weights: int,
+  restore_fn: Callable[[], tuple[Any, dict]] | None,
+  detail: str,
 ) -> concurrent.futures.Future:
-  """A Future of (state, checkpoint record or None): `init_fn()` if `latest` is None, else the
-  checkpoint `latest` restored into `abstract`'s shapes and shardings."""
+  """A Future of (state, checkpoint record or None): `init_fn()` when `restore_fn` is None (a new
+  run), else `restore_fn()`."""
   pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-  if latest is None:
-    line = timer.start('init state', f'{weights:,} weights', background=True)
+  if restore_fn is None:
+    line = timer.start('init state', detail, background=True)
     future = pool.submit(lambda: (jax.block_until_ready(init_fn()), None))
   else:
-    line = timer.start('restore checkpoint', f'step {latest}', background=True)
-    future = pool.submit(checkpointing.restore, manager, latest, abstract)
+    line = timer.start('restore checkpoint', background=True)
+    future = pool.submit(restore_fn)
   future.add_done_callback(lambda _: line.done())
   pool.shutdown(wait=False)
   future.phase = line
