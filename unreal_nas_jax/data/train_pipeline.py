@@ -134,7 +134,9 @@ def resolve(spec: PipelineSpec) -> PipelineSpec:
     raise ConfigError(
       f'config.data.augment={spec.augment!r} is not allowed; allowed: {", ".join(AUGMENTATIONS)}'
     )
+  file_list.cache_clear()  # each run (build_train) reads the files as they are now
   names = file_list(spec, 'train').names
+  file_list(spec, DATASETS[spec.dataset].eval_split)  # a bad eval CSV fails now, too
   spec = dataclasses.replace(spec, names=names)
   for field in ('mean', 'std'):
     value = getattr(spec, field)
@@ -152,6 +154,8 @@ def resolve(spec: PipelineSpec) -> PipelineSpec:
 @functools.lru_cache(maxsize=8)
 def file_list(spec: PipelineSpec, split: str) -> folder.FileList:
   """The files of `split` of a folder or CSV dataset, cut to the configured number of examples.
+
+  Kept from `resolve` on, so the epochs of a run do not list the folder or parse the CSV again.
 
   A cut keeps a seeded random subset in file order (the first files would be the first classes).
   """
