@@ -101,7 +101,9 @@ def test_chexpert_csv_batches(tmp_path):
   assert spec.names == labels and len(spec.mean) == 1
   batches = list(train_pipeline.host_batches(spec, 'train', 0))
   assert batches[0]['image'].shape == (2, 16, 16, 1)
-  seen = {tuple(t): tuple(m) for b in batches for t, m in zip(b['label'], b['label_mask'])}
+  seen = {
+    tuple(t): tuple(m) for b in batches for t, m in zip(b['label'], b['label_mask'], strict=True)
+  }
   assert seen == {(1, 0): (1, 0), (0, 0): (1, 1), (0, 1): (0, 1)}
 
 
