@@ -80,3 +80,18 @@ def test_measure_rate_reports_the_path_and_a_rate(tmp_path):
   spec = _source(write_folder(tmp_path)).spec
   rate = train_pipeline.measure_rate(spec, steps=2)
   assert rate['path'] == 'device' and rate['batches'] == 2 and rate['images_per_s'] > 0
+
+
+def test_cifar_stays_on_the_device_and_resumes_mid_epoch():
+  spec = train_pipeline.PipelineSpec('cifar10', 32, 4, seed=0, num_train_examples=16)
+  mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ('data',))
+  with tfds.testing.mock_data(num_examples=16):
+    source = train_pipeline.Source(spec, mesh)
+    whole, labels = _arrays(source.batches('train', 3))
+    tail, tail_labels = _arrays(source.batches('train', 3, start_step=2))
+  assert source.on_device and len(whole) == 4 and whole[0].shape == (4, 32, 32, 3)
+  for a, b in zip(whole[2:] + labels[2:], tail + tail_labels, strict=True):
+    np.testing.assert_array_equal(a, b)
+  # Cutout 16 zeroes between 8x8 (a corner) and 16x16 pixels of every image.
+  zero = np.all(whole[0] == 0, axis=-1).sum(axis=(1, 2))
+  assert np.all((zero >= 64) & (zero <= 256)), zero

@@ -1,4 +1,9 @@
-"""Retraining a found cell on CIFAR-10/100 or ImageNet, and evaluating it (spec section 6).
+"""Retraining a found cell on CIFAR-10/100, ImageNet or your own images, and evaluating it.
+
+Datasets (spec section 6, and `data.datasets`): the tfds ones, image class folders and
+CheXpert-style multi-label CSVs; the last two keep their class (label) names in the workdir
+(`classes.json`) and refuse a resume or eval on other ones. Multi-label data trains with masked
+binary cross-entropy and evaluates per-label ROC AUC (`train.metrics`).
 
 Pure jitted steps (`train_step`, `eval_step`) over a `TrainState`; the loop feeds them global
 batches from `unreal_nas_jax.data.train_pipeline`, keeps the epoch's metrics on device, and writes
@@ -7,7 +12,7 @@ after the latest checkpoint; the workdir keeps the genotype it trains (`genotype
 refuses a run whose genotype differs.
 
 Loss = CE(logits) + auxiliary_weight * CE(auxiliary logits), both with the configured label
-smoothing; SGD momentum 0.9 with coupled weight decay after clipping the global norm to 5 (the
+smoothing (multi-label: the masked BCE of both); SGD momentum 0.9 with coupled weight decay after clipping the global norm to 5 (the
 reference's torch update order); the learning rate is constant within an epoch (cosine or
 exponential per epoch) and drop path rises linearly, p = drop_path * epoch / epochs.
 """
