@@ -117,3 +117,12 @@ def test_csv_errors_are_one_line(tmp_path):
   (root / 'train.csv').write_text(text)
   with pytest.raises(ConfigError, match=r"row 2 column 'Edema': 'yes' is not a label"):
     label_csv.read_label_csv(str(root / 'train.csv'), str(root), 'Path', ('Edema',), 'ones')
+
+
+def test_fake_chexpert_batches_have_the_multilabel_shapes():
+  spec = train_pipeline.resolve(train_pipeline.PipelineSpec(
+    'chexpert', 16, 4, seed=0, fake_data=True, channels=1, num_train_examples=8))  # fmt: skip
+  batches = list(train_pipeline.host_batches(spec, 'train', 0, start_step=1))
+  assert len(batches) == 1 and spec.num_classes == 14 and spec.mean == (0.5,)
+  assert batches[0]['image'].shape == (4, 16, 16, 1)
+  assert batches[0]['label'].shape == batches[0]['label_mask'].shape == (4, 14)

@@ -20,7 +20,8 @@ class LabelledDataset:
     num_classes: its true classes.
     image_shape: the shape its networks see (H, W, C).
     eval_split: the split retrained networks are evaluated on.
-    split_sizes: examples per split (fake data takes these sizes).
+    split_sizes: examples per split (fake data takes these sizes; the folder and CSV sources
+      count their files).
     mean, std: per-channel normalisation of the training images (the DARTS reference's; empty:
       from the config or computed from the data).
     source: 'tfds', 'folder' or 'csv' (see the module docstring).
@@ -72,7 +73,7 @@ DATASETS = {
     num_classes=0,  # the class subfolders
     image_shape=(0, 0, 0),  # data.image_size, data.channels
     eval_split='val',
-    split_sizes={},
+    split_sizes={'train': 10_000, 'val': 1_000},  # fake_data only
     mean=(),
     std=(),
     source='folder',
@@ -82,7 +83,7 @@ DATASETS = {
     num_classes=0,  # data.csv_label_columns (default CHEXPERT_LABELS)
     image_shape=(0, 0, 0),
     eval_split='val',
-    split_sizes={},
+    split_sizes={'train': 10_000, 'val': 1_000},  # fake_data only
     mean=(),
     std=(),
     source='csv',

@@ -57,6 +57,7 @@ IMAGENET_SHUFFLE_BUFFER = 16_384
 SHUFFLE_BUFFER = 50_000  # other tfds datasets (CIFAR: the whole split)
 DEVICE_DATA_BYTES = 1 << 30  # 'auto' keeps a folder's decoded training images on device up to this
 AUGMENTATIONS = ('crop_flip', 'affine', 'none')
+FAKE_FOLDER_CLASSES = 10  # a fake image folder's classes (benchmarks of the step)
 ON_DEVICE = ('auto', 'device', 'host')
 
 
@@ -130,6 +131,14 @@ def resolve(spec: PipelineSpec) -> PipelineSpec:
   """
   if spec.source == 'tfds':
     return spec
+  if spec.fake_data:  # random images and labels of the configured shapes; no directory read
+    names = (
+      tuple(spec.csv_label_columns)
+      if spec.source == 'csv'
+      else tuple(f'class_{i}' for i in range(FAKE_FOLDER_CLASSES))
+    )
+    fill = (0.5,) * spec.channels
+    return dataclasses.replace(spec, names=names, mean=spec.mean or fill, std=spec.std or fill)
   if spec.augment not in AUGMENTATIONS:
     raise ConfigError(
       f'config.data.augment={spec.augment!r} is not allowed; allowed: {", ".join(AUGMENTATIONS)}'
@@ -270,7 +279,7 @@ def _decode_error(spec: PipelineSpec, paths, error) -> ImageDecodeError:
 
 def split_size(spec: PipelineSpec, split: str) -> int:
   """Examples of `split` the run uses (all processes together)."""
-  if spec.source != 'tfds':
+  if spec.source != 'tfds' and not spec.fake_data:
     return len(file_list(spec, split))
   limit = spec.num_train_examples if split == 'train' else spec.num_eval_examples
   if spec.fake_data:
@@ -287,7 +296,7 @@ def split_size(spec: PipelineSpec, split: str) -> int:
 
 def check_prepared(spec: PipelineSpec) -> None:
   """Raises the one-line not-prepared (or bad layout) error now, before a run writes anything."""
-  if spec.source != 'tfds':
+  if spec.source != 'tfds' and not spec.fake_data:
     for split in ('train', DATASETS[spec.dataset].eval_split):
       file_list(spec, split)
     return
@@ -617,14 +626,19 @@ def _fake_batches(spec, split, epoch, per_process, steps, start_step=0):
     # One generator per batch: a skipped batch costs nothing.
     rng = np.random.default_rng([spec.seed, epoch, split_id, jax.process_index(), step])
     position = step * per_process + np.arange(per_process)
-    yield {
-      'image': rng.standard_normal((per_process, size, size, 3), np.float32),
+    batch = {
+      'image': rng.standard_normal((per_process, size, size, spec.image_channels), np.float32),
       'label': rng.integers(0, spec.num_classes, per_process).astype(np.int32),
       # Eval pads its last batch; training batches are always whole.
       'mask': (position < local_examples).astype(np.float32)
       if split != 'train'
       else np.ones((per_process,), np.float32),
     }
+    if spec.multilabel:
+      shape = (per_process, spec.num_classes)
+      batch['label'] = rng.integers(0, 2, shape).astype(np.float32)
+      batch['label_mask'] = np.ones(shape, np.float32) * batch['mask'][:, None]
+    yield batch
 
 
 def uses_device(spec: PipelineSpec, train_examples: int | None = None) -> bool:

@@ -135,10 +135,8 @@ def _validate_file_data(config) -> None:
   source = DATASETS[d.name].source
   if source == 'tfds':
     return
-  require(
-    bool(d.dir), 'data.dir', d.dir, f'the dataset directory ({d.name} reads its images there)'
-  )
-  require(not d.fake_data, 'data.fake_data', d.fake_data, f'False for {d.name} (a directory)')
+  require(bool(d.dir) or d.fake_data, 'data.dir', d.dir,
+          f'the dataset directory ({d.name} reads its images there)')  # fmt: skip
   if source == 'csv':
     labels = _names(d.csv_label_columns) or CHEXPERT_LABELS
     unknown = [n for n in _names(d.auc_labels) if n not in labels]
