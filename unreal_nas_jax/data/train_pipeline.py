@@ -656,8 +656,8 @@ def uses_device(spec: PipelineSpec, train_examples: int | None = None) -> bool:
     able = spec.dataset in ('cifar10', 'cifar100') and spec.image_size == 32
     why = 'CIFAR at 32x32, or an image folder with crop_flip augmentation and flips'
   else:
-    able = spec.source == 'folder' and spec.augment in ('crop_flip', 'none') and spec.flip
-    why = 'an image folder with crop_flip (or none) augmentation and flips'
+    able = spec.source == 'folder' and spec.augment == 'crop_flip' and spec.flip
+    why = 'an image folder with crop_flip augmentation and flips'
   if spec.on_device == 'device':
     if not able:
       raise ConfigError(

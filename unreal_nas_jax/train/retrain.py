@@ -12,8 +12,8 @@ after the latest checkpoint; the workdir keeps the genotype it trains (`genotype
 refuses a run whose genotype differs.
 
 Loss = CE(logits) + auxiliary_weight * CE(auxiliary logits), both with the configured label
-smoothing (multi-label: the masked BCE of both); SGD momentum 0.9 with coupled weight decay after clipping the global norm to 5 (the
-reference's torch update order); the learning rate is constant within an epoch (cosine or
+smoothing (multi-label: the masked BCE of both); SGD momentum 0.9 with coupled weight decay after
+clipping the global norm to 5 (the reference's torch update order); the learning rate is constant within an epoch (cosine or
 exponential per epoch) and drop path rises linearly, p = drop_path * epoch / epochs.
 """
 
@@ -69,8 +69,31 @@ class TrainState:
   rng: jax.Array
 
 
+# Fields added with the folder and CSV datasets, for a config.json written before them (eval of an
+# older workdir): the values that reproduce the older behaviour.
+ADDED_DEFAULTS = {
+  'data': dict(dir='', channels=3, val_fraction=0.1, mean='', std='', stats_images=2000,
+               augment='crop_flip', flip=True, affine_degrees=10.0, affine_translate=0.05,
+               affine_scale=0.05, csv_train='train.csv', csv_eval='valid.csv',
+               csv_path_column='Path', csv_label_columns='', uncertainty='ones', auc_labels='',
+               on_device='auto'),
+  'model': dict(network='auto'),
+}  # fmt: skip
+
+
+def fill_added_defaults(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Sets the ADDED_DEFAULTS fields a config lacks (an older config.json); returns it."""
+  for section, fields in ADDED_DEFAULTS.items():
+    for key, value in fields.items():
+      if key not in config[section]:
+        with config.unlocked():
+          config[section][key] = value
+  return config
+
+
 def validate_train_config(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError naming the first field whose value is not allowed."""
+  fill_added_defaults(config)
   validate_run_fields(config)
   require(bool(config.genotype), 'genotype', config.genotype, 'a published name, a genotype.json '
           'or a search workdir (--config.genotype=DARTS_V2)')  # fmt: skip
@@ -101,7 +124,7 @@ def validate_train_config(config: ml_collections.ConfigDict) -> None:
 
 
 def _names(text: str) -> tuple[str, ...]:
-  """'a, b' -> ('a', 'b'): list-valued data fields are comma-separated strings on the command line."""
+  """'a, b' -> ('a', 'b'): list-valued data fields are comma-separated strings (command line)."""
   return tuple(part.strip() for part in str(text).split(',') if part.strip())
 
 
