@@ -1,4 +1,9 @@
-"""Retraining a found cell on CIFAR-10/100 or ImageNet, and evaluating it (spec section 6).
+"""Retraining a found cell on CIFAR-10/100, ImageNet or your own images, and evaluating it.
+
+Datasets (spec section 6, and `data.datasets`): the tfds ones, image class folders and
+CheXpert-style multi-label CSVs; the last two keep their class (label) names in the workdir
+(`classes.json`) and refuse a resume or eval on other ones. Multi-label data trains with masked
+binary cross-entropy and evaluates per-label ROC AUC (`train.metrics`).
 
 Pure jitted steps (`train_step`, `eval_step`) over a `TrainState`; the loop feeds them global
 batches from `unreal_nas_jax.data.train_pipeline`, keeps the epoch's metrics on device, and writes
@@ -7,8 +12,8 @@ after the latest checkpoint; the workdir keeps the genotype it trains (`genotype
 refuses a run whose genotype differs.
 
 Loss = CE(logits) + auxiliary_weight * CE(auxiliary logits), both with the configured label
-smoothing; SGD momentum 0.9 with coupled weight decay after clipping the global norm to 5 (the
-reference's torch update order); the learning rate is constant within an epoch (cosine or
+smoothing (multi-label: the masked BCE of both); SGD momentum 0.9 with coupled weight decay after
+clipping the global norm to 5 (the reference's torch update order); the learning rate is constant within an epoch (cosine or
 exponential per epoch) and drop path rises linearly, p = drop_path * epoch / epochs.
 """
 
@@ -26,6 +31,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 from unreal_nas_jax import checkpointing, files, optim, parallel, timing
@@ -37,17 +43,18 @@ from unreal_nas_jax.config_utils import (
   validate_run_fields,
   validate_weight_sgd_fields,
 )
-from unreal_nas_jax.data import train_pipeline
-from unreal_nas_jax.data.datasets import DATASETS
+from unreal_nas_jax.data import label_csv, train_pipeline
+from unreal_nas_jax.data.datasets import CHEXPERT_COMPETITION_LABELS, CHEXPERT_LABELS, DATASETS
 from unreal_nas_jax.models import eval_network
 from unreal_nas_jax.models.layers import params_key
 from unreal_nas_jax.ops.depthwise import DEPTHWISE_IMPLS
 from unreal_nas_jax.space import genotypes
-from unreal_nas_jax.train import outputs, startup
+from unreal_nas_jax.train import metrics, outputs, startup
 from unreal_nas_jax.train import run as run_lib
 from unreal_nas_jax.train.genotype_source import resolve_genotype
 
 LR_SCHEDULES = ('cosine', 'exponential')
+NETWORKS = ('auto', 'cifar', 'imagenet')
 COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 
@@ -60,8 +67,31 @@ class TrainState:
   rng: jax.Array
 
 
+# Fields added with the folder and CSV datasets, for a config.json written before them (eval of an
+# older workdir): the values that reproduce the older behaviour.
+ADDED_DEFAULTS = {
+  'data': dict(dir='', channels=3, val_fraction=0.1, mean='', std='', stats_images=2000,
+               augment='crop_flip', flip=True, affine_degrees=10.0, affine_translate=0.05,
+               affine_scale=0.05, csv_train='train.csv', csv_eval='valid.csv',
+               csv_path_column='Path', csv_label_columns='', uncertainty='ones', auc_labels='',
+               on_device='auto'),
+  'model': dict(network='auto'),
+}  # fmt: skip
+
+
+def fill_added_defaults(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Sets the ADDED_DEFAULTS fields a config lacks (an older config.json); returns it."""
+  for section, fields in ADDED_DEFAULTS.items():
+    for key, value in fields.items():
+      if key not in config[section]:
+        with config.unlocked():
+          config[section][key] = value
+  return config
+
+
 def validate_train_config(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError naming the first field whose value is not allowed."""
+  fill_added_defaults(config)
   validate_run_fields(config)
   require(bool(config.genotype), 'genotype', config.genotype, 'a published name, a genotype.json '
           'or a search workdir (--config.genotype=DARTS_V2)')  # fmt: skip
@@ -72,6 +102,7 @@ def validate_train_config(config: ml_collections.ConfigDict) -> None:
   require_range(config, 'data.cutout', 0, integer=True)
   require_range(config, 'data.crop_padding', 0, integer=True)
   require_choice(config, 'data.fake_data', (False, True))
+  _validate_file_data(config)
   require_range(config, 'model.channels', 2, integer=True)
   require(config.model.channels % 2 == 0, 'model.channels', config.model.channels, 'an even number')
   require_range(config, 'model.layers', 3, integer=True)
@@ -80,6 +111,7 @@ def validate_train_config(config: ml_collections.ConfigDict) -> None:
   require_range(config, 'model.drop_path', 0, 1, high_open=True)
   require_choice(config, 'model.depthwise_impl', ('auto', *DEPTHWISE_IMPLS))
   require_choice(config, 'model.compute_dtype', tuple(COMPUTE_DTYPES))
+  require_choice(config, 'model.network', NETWORKS)
   require_range(config, 'train.epochs', 1, integer=True)
   require_range(config, 'train.batch_size', 1, integer=True)
   require_range(config, 'train.eval_every_epochs', 0, integer=True)
@@ -87,6 +119,62 @@ def validate_train_config(config: ml_collections.ConfigDict) -> None:
   validate_weight_sgd_fields(config)
   require_choice(config, 'optim.lr_schedule', LR_SCHEDULES)
   require_range(config, 'optim.lr_decay', 0, 1)
+
+
+def _names(text: str) -> tuple[str, ...]:
+  """'a, b' -> ('a', 'b'): list-valued data fields are comma-separated strings (command line)."""
+  return tuple(part.strip() for part in str(text).split(',') if part.strip())
+
+
+def _floats(config, key: str) -> tuple[float, ...]:
+  text = config.data[key.split('.')[-1]]
+  try:
+    return tuple(float(v) for v in _names(text))
+  except ValueError:
+    raise ConfigError(
+      f'config.{key}={text!r} is not allowed; allowed: comma-separated numbers (one per channel, '
+      'or one for all), or empty to compute them from the data'
+    ) from None
+
+
+def _validate_file_data(config) -> None:
+  """The folder and CSV fields (checked whatever the dataset, so a typo fails early)."""
+  d = config.data
+  require_choice(config, 'data.channels', (1, 3))
+  require_range(config, 'data.val_fraction', 0, 1, high_open=True)
+  require_range(config, 'data.stats_images', 0, integer=True)
+  require_choice(config, 'data.augment', train_pipeline.AUGMENTATIONS)
+  require_choice(config, 'data.flip', (False, True))
+  require_range(config, 'data.affine_degrees', 0, 180)
+  require_range(config, 'data.affine_translate', 0, 1)
+  require_range(config, 'data.affine_scale', 0, 1, high_open=True)
+  require_choice(config, 'data.uncertainty', label_csv.UNCERTAINTY_POLICIES)
+  require_choice(config, 'data.on_device', train_pipeline.ON_DEVICE)
+  _floats(config, 'data.mean')
+  _floats(config, 'data.std')
+  require(all(v > 0 for v in _floats(config, 'data.std')), 'data.std', d.std, 'positive numbers')
+  source = DATASETS[d.name].source
+  if source == 'tfds':
+    return
+  require(bool(d.dir) or d.fake_data, 'data.dir', d.dir,
+          f'the dataset directory ({d.name} reads its images there)')  # fmt: skip
+  if source == 'csv':
+    labels = _names(d.csv_label_columns) or CHEXPERT_LABELS
+    unknown = [n for n in _names(d.auc_labels) if n not in labels]
+    require(not unknown, 'data.auc_labels', d.auc_labels,
+            f'labels among data.csv_label_columns ({", ".join(labels)})')  # fmt: skip
+
+
+def auc_labels(config) -> tuple[str, ...]:
+  """The labels whose mean AUC is reported: data.auc_labels, or the five CheXpert competition
+  labels when the CSV has them all, else every label."""
+  labels = _names(config.data.csv_label_columns) or CHEXPERT_LABELS
+  chosen = _names(config.data.auc_labels)
+  if chosen:
+    return chosen
+  if all(n in labels for n in CHEXPERT_COMPETITION_LABELS):
+    return CHEXPERT_COMPETITION_LABELS
+  return labels
 
 
 @dataclasses.dataclass
@@ -98,6 +186,7 @@ class TrainSetup:
   model: eval_network.EvalNetwork
   tx: optax.GradientTransformation
   spec: train_pipeline.PipelineSpec
+  source: train_pipeline.Source
 
   def lr(self, epoch: int) -> float:
     o = self.config.optim
@@ -116,10 +205,14 @@ def build_train(config: ml_collections.ConfigDict, mesh=None) -> TrainSetup:
   )
   genotype, source = resolve_genotype(config.genotype)
   d, m = config.data, config.model
-  network = eval_network.NetworkImageNet if d.name == 'imagenet' else eval_network.NetworkCIFAR
+  spec = pipeline_spec(config)
+  imagenet_net = m.network == 'imagenet' or (
+    m.network == 'auto' and (d.name == 'imagenet' or d.image_size >= 128)
+  )
+  network = eval_network.NetworkImageNet if imagenet_net else eval_network.NetworkCIFAR
   model = network(
     genotype,
-    num_classes=DATASETS[d.name].num_classes,
+    num_classes=spec.num_classes,
     channels=m.channels,
     layers=m.layers,
     auxiliary=m.auxiliary,
@@ -130,6 +223,15 @@ def build_train(config: ml_collections.ConfigDict, mesh=None) -> TrainSetup:
     momentum=config.optim.momentum,
     grad_clip=config.optim.grad_clip,
   ).tx
+  return TrainSetup(
+    config, mesh, genotype, source, model, tx, spec, train_pipeline.Source(spec, mesh)
+  )
+
+
+def pipeline_spec(config: ml_collections.ConfigDict) -> train_pipeline.PipelineSpec:
+  """The input pipeline's spec of a (validated) config; folder and CSV datasets resolved (their
+  classes or labels read, normalisation statistics computed when not given)."""
+  d = config.data
   spec = train_pipeline.PipelineSpec(
     dataset=d.name,
     image_size=d.image_size,
@@ -143,8 +245,25 @@ def build_train(config: ml_collections.ConfigDict, mesh=None) -> TrainSetup:
     num_eval_examples=d.num_eval_examples,
     cutout=d.cutout,
     crop_padding=d.crop_padding,
+    data_dir=d.dir,
+    channels=d.channels,
+    val_fraction=d.val_fraction,
+    mean=_floats(config, 'data.mean'),
+    std=_floats(config, 'data.std'),
+    stats_images=d.stats_images,
+    augment=d.augment,
+    flip=d.flip,
+    affine_degrees=d.affine_degrees,
+    affine_translate=d.affine_translate,
+    affine_scale=d.affine_scale,
+    csv_train=d.csv_train,
+    csv_eval=d.csv_eval,
+    csv_path_column=d.csv_path_column,
+    csv_label_columns=_names(d.csv_label_columns) or CHEXPERT_LABELS,
+    uncertainty=d.uncertainty,
+    on_device=d.on_device,
   )
-  return TrainSetup(config, mesh, genotype, source, model, tx, spec)
+  return train_pipeline.resolve(spec)
 
 
 def init_state(setup: TrainSetup) -> TrainState:
@@ -153,7 +272,7 @@ def init_state(setup: TrainSetup) -> TrainState:
   def init():
     k_drop, k_rng = jax.random.split(jax.random.PRNGKey(config.seed), 2)
     size = config.data.image_size
-    images = jnp.zeros((2, size, size, 3), jnp.float32)
+    images = jnp.zeros((2, size, size, setup.spec.image_channels), jnp.float32)
     rngs = {'params': params_key(config.seed), 'drop_path': k_drop}
     variables = setup.model.init(rngs, images, 0.0, train=True)
     return TrainState(
@@ -189,12 +308,32 @@ class StepSettings:
     label_smoothing: of both losses.
     aux_weight: weight of the auxiliary head's loss (used when the model has the head).
     compute_dtype: a `COMPUTE_DTYPES` name: the forward and backward pass's dtype.
+    multilabel: `num_classes` independent binary labels: masked binary cross-entropy
+      (`metrics.masked_bce`) on batch['label'] (B, L) and batch['label_mask'] (B, L).
   """
 
   num_classes: int
   label_smoothing: float = 0.0
   aux_weight: float = 0.0
   compute_dtype: str = 'float32'
+  multilabel: bool = False
+
+
+def _loss(logits, batch, settings: StepSettings) -> jax.Array:
+  if settings.multilabel:
+    return metrics.masked_bce(logits, batch['label'], batch['label_mask'])
+  n, smoothing = settings.num_classes, settings.label_smoothing
+  return cross_entropy(logits, batch['label'], n, smoothing).mean()
+
+
+def _correct(logits, batch, settings: StepSettings) -> jax.Array:
+  """Correct top-1 predictions; multi-label: per example, the fraction of counted labels whose
+  0.5-threshold prediction is right (so 'train_acc' is the entry accuracy)."""
+  if settings.multilabel:
+    right = ((logits > 0) == (batch['label'] > 0.5)) * batch['label_mask']
+    counted = jnp.maximum(batch['label_mask'].sum(-1), 1.0)
+    return jnp.sum(right.sum(-1) / counted)
+  return jnp.sum(jnp.argmax(logits, -1) == batch['label'])
 
 
 def train_step(
@@ -224,10 +363,9 @@ def train_step(
       rngs={'drop_path': key},
       mutable=['batch_stats'],
     )
-    loss = cross_entropy(logits, labels, settings.num_classes, settings.label_smoothing).mean()
+    loss = _loss(logits, batch, settings)
     if aux is not None:
-      aux_loss = cross_entropy(aux, labels, settings.num_classes, settings.label_smoothing).mean()
-      loss = loss + settings.aux_weight * aux_loss
+      loss = loss + settings.aux_weight * _loss(aux, batch, settings)
     return loss, (logits, updates['batch_stats'])
 
   (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -237,7 +375,7 @@ def train_step(
   n = labels.shape[0]
   sums = {
     'loss': sums['loss'] + loss * n,
-    'correct': sums['correct'] + jnp.sum(jnp.argmax(logits, -1) == labels),
+    'correct': sums['correct'] + _correct(logits, batch, settings),
     'count': sums['count'] + n,
     'finite': sums['finite'] & jnp.isfinite(loss),
   }
@@ -256,7 +394,11 @@ def _cast(tree, dtype):
 def eval_step(
   state: TrainState, sums, batch, *, model: eval_network.EvalNetwork, settings: StepSettings
 ):
-  """Masked loss, top-1 and top-5 sums of one eval batch (running BN statistics)."""
+  """Masked loss, top-1 and top-5 sums of one eval batch (running BN statistics).
+
+  Multi-label: returns (sums of the masked BCE and the example count, the batch's float32 logits)
+  for the host's AUC.
+  """
   dtype, num_classes = COMPUTE_DTYPES[settings.compute_dtype], settings.num_classes
   logits = model.apply(
     {'params': _cast(state.params, dtype), 'batch_stats': state.batch_stats},
@@ -264,6 +406,14 @@ def eval_step(
     train=False,
   ).astype(jnp.float32)
   mask, labels = batch['mask'], batch['label']
+  if settings.multilabel:
+    label_mask = batch['label_mask'] * mask[:, None]
+    bce = metrics.masked_bce(logits, labels, label_mask) * jnp.maximum(label_mask.sum(), 1.0)
+    return {
+      'loss': sums['loss'] + bce,
+      'entries': sums['entries'] + label_mask.sum(),
+      'count': sums['count'] + jnp.sum(mask),
+    }, logits
   loss = cross_entropy(logits, labels, num_classes, 0.0)
   top5 = jnp.any(jax.lax.top_k(logits, min(5, num_classes))[1] == labels[:, None], axis=-1)
   return {
@@ -290,6 +440,7 @@ def make_steps(setup: TrainSetup):
     label_smoothing=config.train.label_smoothing,
     aux_weight=config.model.auxiliary_weight,
     compute_dtype=config.model.compute_dtype,
+    multilabel=setup.spec.multilabel,
   )
   replicated = parallel.replicated(setup.mesh)
   train = jax.jit(
@@ -305,13 +456,18 @@ def make_steps(setup: TrainSetup):
   return train, evaluate
 
 
-def evaluate(setup: TrainSetup, state: TrainState, eval_fn=None) -> dict[str, float]:
-  """Top-1, top-5 (fractions) and mean loss over the eval split."""
+def evaluate(setup: TrainSetup, state: TrainState, eval_fn=None) -> dict[str, Any]:
+  """Top-1, top-5 (fractions) and mean loss over the eval split.
+
+  Multi-label: the mean masked BCE, per-label ROC AUC ('auc', None for a label with one class in
+  the eval split) and their mean over `auc_labels` ('mean_auc').
+  """
   eval_fn = eval_fn or make_steps(setup)[1]
-  sums = parallel.replicate(_zeros('loss', 'top1', 'top5', 'count'), setup.mesh)
   split = DATASETS[setup.spec.dataset].eval_split
-  batches = train_pipeline.host_batches(setup.spec, split, 0)
-  for batch in train_pipeline.global_batches(batches, setup.mesh):
+  if setup.spec.multilabel:
+    return _evaluate_multilabel(setup, state, eval_fn, split)
+  sums = parallel.replicate(_zeros('loss', 'top1', 'top5', 'count'), setup.mesh)
+  for batch in setup.source.batches(split, 0):
     sums = eval_fn(state, sums, batch)
   sums = jax.device_get(sums)
   count = float(sums['count'])
@@ -321,6 +477,62 @@ def evaluate(setup: TrainSetup, state: TrainState, eval_fn=None) -> dict[str, fl
     'loss': float(sums['loss']) / count,
     'examples': int(count),
   }
+
+
+def _evaluate_multilabel(setup, state, eval_fn, split) -> dict[str, Any]:
+  sums = parallel.replicate(_zeros('loss', 'entries', 'count'), setup.mesh)
+  scores, targets, masks = [], [], []
+  for batch in setup.source.batches(split, 0):
+    sums, logits = eval_fn(state, sums, batch)
+    host = jax.device_get({'logits': logits, 'label': batch['label'], 'm': batch['label_mask'],
+                           'mask': batch['mask']})  # fmt: skip
+    scores.append(host['logits'])
+    targets.append(host['label'])
+    masks.append(host['m'] * host['mask'][:, None])
+  sums = jax.device_get(sums)
+  aucs = metrics.label_aucs(
+    np.concatenate(scores),
+    np.concatenate(targets),
+    np.concatenate(masks),
+    setup.spec.names,
+    auc_labels(setup.config),
+  )
+  return {
+    'loss': float(sums['loss']) / max(float(sums['entries']), 1.0),
+    'mean_auc': aucs['mean_auc'],
+    'auc': aucs['auc'],
+    'undefined_auc': aucs['undefined_auc'],
+    'examples': int(sums['count']),
+  }
+
+
+def check_classes(workdir: str, spec: train_pipeline.PipelineSpec, *, write: bool) -> None:
+  """Keeps a folder or CSV run's class (label) names in `workdir/classes.json`; refuses others.
+
+  Args:
+    workdir: the training workdir.
+    spec: the resolved pipeline spec (its `names`, `mean`, `std`).
+    write: write the file when it is missing (training); eval only checks.
+
+  Raises:
+    ConfigError: the workdir trained other classes (a resume or eval on another dataset).
+  """
+  if spec.source == 'tfds':
+    return
+  path = files.join(workdir, 'classes.json')
+  if files.exists(path):
+    saved = files.read_json(path)
+    if list(saved['names']) != list(spec.names):
+      new = [n for n in spec.names if n not in saved['names']]
+      gone = [n for n in saved['names'] if n not in spec.names]
+      raise ConfigError(
+        f'{path}: the workdir trained classes {saved["names"]}; the data of config.data.dir '
+        f'has {list(spec.names)} (new: {new}, missing: {gone}, or another order): use the '
+        'training data or a new --workdir'
+      )
+  elif write and outputs.is_writer():
+    record = {'names': list(spec.names), 'mean': list(spec.mean), 'std': list(spec.std)}
+    files.write_json_atomic(path, record, indent=1)
 
 
 def _check_genotype(workdir: str, genotype: genotypes.Genotype) -> None:
@@ -347,8 +559,7 @@ def _check_finite(epoch: int):
 
 def train_batches(setup: TrainSetup, epoch: int, done: int = 0):
   """The global training batches of 0-based `epoch` from step `done` + 1 on."""
-  batches = train_pipeline.host_batches(setup.spec, 'train', epoch)
-  return train_pipeline.global_batches(itertools.islice(batches, done, None), setup.mesh)
+  return setup.source.batches('train', epoch, done)
 
 
 def run_train(config: ml_collections.ConfigDict, workdir: str, *, mesh=None) -> dict[str, Any]:
@@ -366,6 +577,7 @@ def run_train(config: ml_collections.ConfigDict, workdir: str, *, mesh=None) -> 
     epochs_at=lambda step: step // steps if step % steps == 0 else None,
   )
   _check_genotype(workdir, setup.genotype)
+  check_classes(workdir, setup.spec, write=True)
   with run.running():
     return _train(config, workdir, setup, run, steps)
 
@@ -472,7 +684,7 @@ def _train(config, workdir, setup: TrainSetup, run: run_lib.Run, steps: int) -> 
     summary = ' '.join(
       f'{k}={v:.4f}' if isinstance(v, float) else f'{k}={v}'
       for k, v in record.items()
-      if k in ('lr', 'train_loss', 'train_acc', 'eval_top1', 'eval_top5', 'wall_s')
+      if k in ('lr', 'train_loss', 'train_acc', 'eval_top1', 'eval_top5', 'eval_mean_auc', 'wall_s')
     )
     run.progress.end_epoch(f'epoch {epoch + 1}/{epochs} {summary}')
     run.stop_if_requested(epoch, (epoch + 1) * steps)
@@ -496,6 +708,7 @@ def run_eval(workdir: str, *, mesh=None) -> dict[str, Any]:
   if files.exists(genotype_path):
     config.genotype = genotype_path  # the cell the checkpoint was trained with
   setup = build_train(config, mesh)
+  check_classes(workdir, setup.spec, write=False)
   manager = checkpointing.make_manager(
     config.checkpoint.get('dir', '') or files.join(workdir, 'checkpoints')
   )
@@ -511,7 +724,7 @@ def run_eval(workdir: str, *, mesh=None) -> dict[str, Any]:
   finally:
     timer.close()
     manager.close()
-  if not all(math.isfinite(v) for v in (result['loss'], result['top1'])):
+  if not all(math.isfinite(v) for v in (result['loss'], result.get('top1', 0.0))):
     raise run_lib.NonFiniteLossError(f'evaluation of {workdir} gave a non-finite loss')
   epoch = int(record['epoch']) + (1 if record.get('step_in_epoch') else 0)
   return {**result, 'epoch': epoch, 'step_in_epoch': int(record.get('step_in_epoch', 0)),
