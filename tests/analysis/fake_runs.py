@@ -64,6 +64,7 @@ def write_search_run(path, dataset='rlrn', num_classes=5000, epochs=4, num_seeds
     'seed': 0,
   }
   _write(os.path.join(path, 'config.json'), config)
+  _write(os.path.join(path, 'genotype.json'), GENOTYPE)
   if num_seeds == 1:
     _write_lines(os.path.join(path, 'metrics.jsonl'), search_records(epochs, **kwargs))
   else:

@@ -76,6 +76,9 @@ def _search_runs(runs: Sequence[runs_lib.Run]) -> list[runs_lib.Run]:
 
 
 def _plot_series(ax, runs, labels, key, style='-', suffix=''):
+  from matplotlib.ticker import MaxNLocator
+
+  ax.xaxis.set_major_locator(MaxNLocator(integer=True))
   drawn = False
   for i, (run, label) in enumerate(zip(runs, labels, strict=True)):
     epochs, values = run.series(key)
@@ -90,7 +93,10 @@ def _draw_skip(ax, runs, labels):
   ax.set_xlabel('epoch')
   ax.set_ylabel('skip connections (normal cell)')
   ax.set_title('Skip connections per epoch')
-  ax.yaxis.get_major_locator().set_params(integer=True)
+  from matplotlib.ticker import MaxNLocator
+
+  ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+  ax.set_ylim(-0.3, max(ax.get_ylim()[1], 1.3))  # counts: no fractional ticks around a flat 0
   ax.legend(fontsize='small')
 
 
@@ -117,28 +123,31 @@ def _alpha_history(run: runs_lib.Run) -> tuple[np.ndarray, dict[str, np.ndarray]
 
 
 def _draw_alphas(fig, run: runs_lib.Run, label: str) -> None:
+  """One panel per cell type; in it the edges side by side, each a small plot of its ops'
+  softmax weights over the epochs (one line per op, the same colour on every edge). Two axes
+  instead of 28 keep the figure quick to draw."""
   epochs, cells = _alpha_history(run)
   if not cells:
     fig.suptitle(f'{label}: no alphas in metrics.jsonl')
     return
-  num_edges = next(iter(cells.values())).shape[1]
-  cols = 7 if num_edges > 7 else num_edges
-  rows_per_cell = -(-num_edges // cols)
-  axes = fig.subplots(rows_per_cell * len(cells), cols, squeeze=False, sharex=True, sharey=True)
-  edges = _edge_names(num_edges)
-  for c, (cell, weights) in enumerate(cells.items()):
-    for e in range(cols * rows_per_cell):
-      ax = axes[c * rows_per_cell + e // cols, e % cols]
-      if e >= num_edges:
-        ax.set_visible(False)
-        continue
-      for k in range(weights.shape[2]):
-        name = PRIMITIVES[k] if k < len(PRIMITIVES) else f'op {k}'
-        ax.plot(epochs, weights[:, e, k], color=f'C{k % 10}', label=name, linewidth=1)
-      ax.set_title(f'{cell} {edges[e]}', fontsize='small')
-      ax.tick_params(labelsize='x-small')
-  handles, names = axes[0, 0].get_legend_handles_labels()
-  fig.legend(handles, names, loc='lower center', ncol=8, fontsize='small')
+  axes = fig.subplots(len(cells), 1, squeeze=False)[:, 0]
+  span = max(int(epochs[-1] - epochs[0]), 1)
+  x = (epochs - epochs[0]) / span * 0.85  # each edge's epochs fill 85% of its unit-wide slot
+  for ax, (cell, weights) in zip(axes, cells.items(), strict=True):
+    num_edges, num_ops = weights.shape[1], weights.shape[2]
+    for k in range(num_ops):
+      # One line per op across all edges, NaN between edges so that the slots stay apart.
+      xs = np.concatenate([np.append(e + x, np.nan) for e in range(num_edges)])
+      ys = np.concatenate([np.append(weights[:, e, k], np.nan) for e in range(num_edges)])
+      name = PRIMITIVES[k] if k < len(PRIMITIVES) else f'op {k}'
+      ax.plot(xs, ys, color=f'C{k % 10}', label=name, linewidth=1)
+    for e in range(1, num_edges):
+      ax.axvline(e - 0.075, color='0.85', linewidth=0.8)
+    ax.set_xticks(np.arange(num_edges) + 0.425, _edge_names(num_edges), fontsize='small')
+    ax.set_xlim(-0.075, num_edges - 0.075)
+    ax.set_ylabel(f'{cell} cell')
+  axes[-1].set_xlabel(f'edge (source->node), epochs {epochs[0]}-{epochs[-1]} left to right')
+  axes[0].legend(loc='upper left', bbox_to_anchor=(1.0, 1.0), fontsize='small')
   fig.suptitle(f'{label}: softmax weight of each op per edge and epoch', fontsize='medium')
 
 

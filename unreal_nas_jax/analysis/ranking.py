@@ -211,11 +211,6 @@ class RankResult:
     }
 
 
-def _probe_values(run: runs_lib.ProbeRun, epoch: int | None, metric: str):
-  epoch = run.last_common_epoch() if epoch is None else epoch
-  return epoch, run.values_at(epoch, metric)
-
-
 def rank(a_dir: str, b: str, *, epoch: int | None = None, metric: str = 'train_acc') -> RankResult:
   """Kendall's tau between the architectures of probe run `a_dir` and `b` at `epoch`.
 
@@ -223,7 +218,7 @@ def rank(a_dir: str, b: str, *, epoch: int | None = None, metric: str = 'train_a
     a_dir: a probe run directory.
     b: another probe run directory (its values at the same epoch) or a CSV file of `architecture
       name, accuracy` rows (e.g. accuracies after retraining on real data).
-    epoch: the 1-based probe epoch; None: the last epoch every architecture of `a_dir` reached.
+    epoch: the 1-based probe epoch; None: the last epoch every architecture of the run(s) reached.
     metric: a probe record's value to rank by (`train_acc` or `train_loss`).
 
   Raises:
@@ -231,13 +226,22 @@ def rank(a_dir: str, b: str, *, epoch: int | None = None, metric: str = 'train_a
       differ; one line naming what is wrong.
   """
   run_a = runs_lib.read_probe_run(a_dir)
-  epoch, values_a = _probe_values(run_a, epoch, metric)
   if os.path.isdir(b):
-    values_b = runs_lib.read_probe_run(b).values_at(epoch, metric)
-    b_label = f'{os.path.basename(os.path.normpath(b))} epoch {epoch}'
+    run_b = runs_lib.read_probe_run(b)
+    # The architecture lists first: a mismatch is the more basic error than a missing epoch.
+    pair_accuracies(
+      dict.fromkeys(run_a.architectures, 0.0), dict.fromkeys(run_b.architectures, 0.0), a_dir, b
+    )
+    if epoch is None:
+      epoch = min(run_a.last_common_epoch(), run_b.last_common_epoch())
+    values_b = run_b.values_at(epoch, metric)
+    b_label = f'{run_b.label} epoch {epoch}'
   else:
     values_b = read_accuracy_csv(b)
+    pair_accuracies(dict.fromkeys(run_a.architectures, 0.0), values_b, a_dir, b)
     b_label = os.path.basename(b)
+  epoch = run_a.last_common_epoch() if epoch is None else epoch
+  values_a = run_a.values_at(epoch, metric)
   names, xa, xb = pair_accuracies(values_a, values_b, a_dir, b)
   if len(names) < 2:
     raise ConfigError(f'rank needs at least 2 architectures in common, got {len(names)}')
