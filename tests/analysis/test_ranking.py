@@ -102,3 +102,14 @@ def test_rank_refuses_a_missing_epoch_and_a_bad_csv(tmp_path):
   csv.write_text('arch_0,0.9\narch_1,high\n')
   with pytest.raises(ConfigError, match="row 2: accuracy 'high' is not a number"):
     ranking.rank(a, str(csv))
+
+
+def test_nearly_sorted_large_samples_use_the_exact_p_value_as_scipy_does():
+  x = np.arange(40.0)
+  y = x.copy()
+  y[[10, 11]] = y[[11, 10]]  # one discordant pair
+  got, expected = ranking.kendall_tau(x, y), stats.kendalltau(x, y)
+  assert got.method == 'exact'
+  np.testing.assert_allclose(
+    [got.tau, got.p_value], [expected.statistic, expected.pvalue], rtol=1e-9
+  )

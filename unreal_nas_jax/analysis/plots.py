@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Sequence
 
 import numpy as np
@@ -216,9 +217,11 @@ def plot_difficulty(
       ax.plot([conv.epoch], [conv.smoothed[list(epochs).index(conv.epoch)]], 'o', color=color)
   ax.set_xlabel('epoch')
   ax.set_ylabel(metric)
-  ax.set_title('Epochs to convergence of the probe network')
+  ax.set_title('Epochs to convergence of the training curve')
   ax.legend(title='dataset: converged epoch', fontsize='small')
-  fig.text(0.01, -0.02, 'rule: ' + rule.describe(), fontsize='x-small', wrap=True)
+  # The rule under the axes, below the x label (bbox_inches='tight' keeps it in the file).
+  caption = textwrap.fill('convergence: ' + rule.describe(), 100)
+  ax.annotate(caption, (0, -0.16), xycoords='axes fraction', va='top', fontsize='x-small')
   return _save(fig, out)
 
 

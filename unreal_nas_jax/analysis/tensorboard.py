@@ -88,8 +88,9 @@ class SummaryWriter:
   """Scalars into `workdir/tensorboard/` on process 0; a no-op on every other process.
 
   Usage: `writer = SummaryWriter(workdir)`, then `writer.scalars(epoch, {...})` per epoch,
-  `writer.close()` at the end (also a context manager). Appending to an existing directory is
-  safe: a resumed run adds a new event file, and TensorBoard shows the latest value of a step.
+  `writer.close()` at the end (also a context manager). A resumed run adds a new event file to
+  the directory; epochs it redoes (those after the last checkpoint of a killed run) then have
+  two points at the same step.
   """
 
   def __init__(self, workdir: str, *, enabled: bool | None = None):
