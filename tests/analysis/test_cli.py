@@ -87,6 +87,8 @@ def test_errors_are_one_line(tmp_path, capsys, probes):
   assert 'is not a run: it has no config.json' in line
   line = _error(capsys, 'plot', str(tmp_path / 'nope'), f'--out={tmp_path}/p.png')
   assert 'no such directory' in line
+  line = _error(capsys, 'plot', probes[0], f'--out={tmp_path}/p.png')
+  assert 'is a probe run, not a search or training run' in line
   other = write_probe_run(tmp_path / 'other', {'a': [0.1, 0.2], 'c': [0.3, 0.4]})
   line = _error(capsys, 'analyze', 'rank', probes[0], other, f'--out={tmp_path}/r.png')
   assert 'the architecture lists differ' in line and 'missing from' in line

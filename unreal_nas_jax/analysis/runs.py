@@ -195,9 +195,12 @@ def read_runs(run_dir: str) -> list[Run]:
       if (m := _SEED_DIR.match(name)) and os.path.isfile(os.path.join(run_dir, name, METRICS_FILE))
     )
     if not found:
-      what = 'a probe run: use `unreal-nas analyze`' if _is_probe(run_dir) else 'a run'
+      if _is_probe(run_dir):
+        raise NotARunError(
+          f'{run_dir!r} is a probe run, not a search or training run (`unreal-nas analyze` reads it)'
+        )
       raise NotARunError(
-        f'{run_dir!r} is not {what}: it has no {METRICS_FILE} (nor seed_<k>/{METRICS_FILE})'
+        f'{run_dir!r} is not a run: it has no {METRICS_FILE} (nor seed_<k>/{METRICS_FILE})'
       )
     seeds = found
   runs = []
