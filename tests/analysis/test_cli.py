@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tests.analysis.fake_runs import write_probe_run, write_search_run, write_train_run
+from tests.helpers import run_cli
 from unreal_nas_jax.cli.main import main
 
 
@@ -109,3 +110,12 @@ def test_errors_are_one_line(tmp_path, capsys, probes):
   line = _error(capsys, 'analyze', 'difficulty', search, f'--out={tmp_path}/d.png', '--smoothing=4')
   assert 'smoothing=4 is not allowed' in line
   assert not list(tmp_path.glob('*.png')) and not list(tmp_path.glob('*.jpg'))
+
+
+def test_as_a_subprocess(tmp_path):
+  # `python -m unreal_nas_jax.cli.main` runs main() from a second copy of cli/main.py.
+  result = run_cli('plot', str(tmp_path / 'nope'), f'--out={tmp_path}/p.png', timeout=120)
+  assert result.returncode == 2 and result.stderr.strip().count('\n') == 0, result.stderr
+  assert 'unreal-nas plot: error:' in result.stderr and 'no such directory' in result.stderr
+  result = run_cli('analyze', '--help', timeout=120)
+  assert result.returncode == 0 and 'analyze rank DIR_A' in result.stdout

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from absl import flags
 
-from unreal_nas_jax.cli.main import UsageError, _parse
+from unreal_nas_jax.cli.main import HelpRequested, UsageError, _parse
+from unreal_nas_jax.config_utils import ConfigError
 
 ANALYSES = ('difficulty', 'rank')
 PLOT_KINDS = ('all', 'skip', 'alphas', 'loss', 'sweep')
@@ -35,6 +36,14 @@ def _write_json(document: dict, path: str | None) -> None:
     except OSError as e:
       raise UsageError(f'--json={path!r} is not writable: {e.strerror or e}') from None
   print(line, flush=True)
+
+
+def _check_json(path: str | None) -> None:
+  """Refuses a --json file in a missing directory before anything is computed or drawn."""
+  if path:
+    directory = os.path.dirname(os.path.abspath(os.path.expanduser(path)))
+    if not os.path.isdir(directory):
+      raise UsageError(f'--json={path!r}: directory {directory!r} does not exist')
 
 
 def _define_out(fv: flags.FlagValues) -> None:
@@ -84,6 +93,7 @@ def _difficulty(argv: Sequence[str]) -> int:
   from unreal_nas_jax.analysis import plots
 
   plots.check_out(os.path.expanduser(fv.out))
+  _check_json(fv.json)
   rule = convergence.ConvergenceRule(
     smoothing=fv.smoothing,
     plateau_epochs=fv.plateau_epochs,
@@ -128,14 +138,43 @@ def _rank(argv: Sequence[str]) -> int:
   from unreal_nas_jax.analysis import plots
 
   plots.check_out(os.path.expanduser(fv.out))
+  _check_json(fv.json)
   result = ranking.rank(positional[1], positional[2], epoch=fv.epoch, metric=fv.metric)
   plots.plot_rank(result, os.path.expanduser(fv.out))
   _write_json({**result.to_json(), 'plot': fv.out}, fv.json)
   return 0
 
 
+def _as_one_process_errors(command: Callable[[], int]) -> int:
+  """Runs `command`, turning --help into exit status 0 and a UsageError into a ConfigError.
+
+  Under `python -m unreal_nas_jax.cli.main` the running main() is module `__main__`, and this
+  module's `from unreal_nas_jax.cli.main import ...` loads a second copy whose exception classes
+  that main() does not catch; ConfigError has one class however the command was started, and
+  main() prints it exactly as a UsageError (one line, exit status 2).
+  """
+  try:
+    return command()
+  except HelpRequested:
+    return 0
+  except UsageError as e:
+    raise ConfigError(str(e)) from None
+
+
 def analyze_command(argv: Sequence[str]) -> int:
   """`unreal-nas analyze difficulty|rank ...` (module docstring)."""
+  return _as_one_process_errors(lambda: _analyze(argv))
+
+
+def plot_command(argv: Sequence[str]) -> int:
+  """`unreal-nas plot WORKDIR... --out=FILE [--kind=...] [--metric=...]` (module docstring)."""
+  return _as_one_process_errors(lambda: _plot(argv))
+
+
+def _analyze(argv: Sequence[str]) -> int:
+  if len(argv) >= 2 and argv[1] in ('-h', '--help', 'help'):
+    print(__doc__.split('\n\n')[1])
+    raise HelpRequested
   if len(argv) < 2 or argv[1] not in ANALYSES:
     given = repr(argv[1]) if len(argv) >= 2 else 'nothing'
     raise UsageError(f'unreal-nas analyze needs an analysis, got {given}; allowed: '
@@ -144,8 +183,7 @@ def analyze_command(argv: Sequence[str]) -> int:
   return action([f'{argv[0]} {argv[1]}', *argv[2:]])
 
 
-def plot_command(argv: Sequence[str]) -> int:
-  """`unreal-nas plot WORKDIR... --out=FILE [--kind=...] [--metric=...]` (module docstring)."""
+def _plot(argv: Sequence[str]) -> int:
   fv = flags.FlagValues()
   _define_out(fv)
   flags.DEFINE_enum(
