@@ -55,12 +55,14 @@ def search_records(epochs, seed=0, skip_growth=0.0, warmup=1, with_val=True):
   return records
 
 
-def write_search_run(path, dataset='rlrn', num_classes=5000, epochs=4, num_seeds=1, **kwargs):
+def write_search_run(
+  path, dataset='rlrn', num_classes=5000, epochs=4, num_seeds=1, method='darts', **kwargs
+):
   """A search workdir (an N-seed one keeps each seed's metrics.jsonl in seed_<k>/)."""
   os.makedirs(path, exist_ok=True)
   config = {
     'data': {'name': dataset, 'num_classes': num_classes},
-    'search': {'num_seeds': num_seeds, 'epochs': epochs},
+    'search': {'num_seeds': num_seeds, 'epochs': epochs, 'method': method},
     'seed': 0,
   }
   _write(os.path.join(path, 'config.json'), config)

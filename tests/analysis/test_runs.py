@@ -20,6 +20,8 @@ def test_search_run_and_its_seeds(tmp_path):
   assert [r.label for r in seeds] == ['rlrn seed 0', 'rlrn seed 1', 'rlrn seed 2']
   (seed_1,) = runs.read_runs(str(tmp_path / 'three' / 'seed_1'))  # the parent's config
   assert seed_1.seed == 1 and seed_1.records == seeds[1].records
+  (sgas,) = runs.read_runs(write_search_run(tmp_path / 'sgas', method='sgas'))
+  assert sgas.label == 'rlrn sgas'
 
 
 def test_an_unfinished_last_line_is_left_out(tmp_path):

@@ -145,8 +145,12 @@ class Run:
 
   @property
   def label(self) -> str:
-    """The dataset name (and seed of an N-seed search), for legends."""
+    """The dataset name (the search method unless DARTS, the seed of an N-seed search)."""
     name = dataset_name(self.config)
+    search = self.config.get('search')
+    method = search.get('method') if isinstance(search, Mapping) else None
+    if method and method != 'darts':
+      name = f'{name} {method}'
     return name if self.seed is None else f'{name} seed {self.seed}'
 
   def series(self, key: str) -> tuple[np.ndarray, np.ndarray]:
