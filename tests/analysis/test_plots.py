@@ -69,7 +69,7 @@ def test_sweep_of_searches_and_retraining(tmp_path):
   assert [p[0] for p in points] == [10, 1000, 1000]
   assert points[0][1] == pytest.approx(0.5 - 0.5 / 4)
   svg = open(plots.plot_sweep(points, str(tmp_path / 'sweep.svg'), 'val_acc')).read()
-  assert 'number of random classes' in svg
+  assert 'number of random classes' in svg and 'rlrn' in svg  # one series per dataset
   trained = [
     r for i, s in enumerate(searches)
     for r in runs.read_runs(write_train_run(tmp_path / f't{i}', s, (0.5, 0.9 + 0.01 * i)))

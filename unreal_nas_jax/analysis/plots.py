@@ -260,22 +260,28 @@ def sweep_points(runs: Sequence[runs_lib.Run], metric: str) -> list[tuple[int, f
 
 
 def plot_sweep(points: Sequence[tuple[int, float, str]], out: str, metric: str) -> str:
-  """`metric` against the number of random classes (log x); several runs per class count are
-  drawn as points with their mean joined. Returns `out`."""
+  """`metric` against the number of random classes (log x), one series per dataset (and method);
+  several runs of a class count (seeds) are drawn as points with their mean joined. Returns
+  `out`."""
   check_out(out)
   if not points:
     raise ConfigError('empty sweep: nothing to plot')
   plt = _pyplot()
   fig, ax = plt.subplots(figsize=(6.5, 4.5))
-  classes = np.array([p[0] for p in points])
-  values = np.array([p[1] for p in points])
-  ax.scatter(classes, values, alpha=0.5, label='runs')
-  distinct = np.unique(classes)
-  ax.plot(distinct, [values[classes == c].mean() for c in distinct], '-o', label='mean')
+  series: dict[str, list[tuple[int, float]]] = {}
+  for classes, value, label in points:
+    series.setdefault(label.split(' seed ')[0], []).append((classes, value))
+  for i, (name, pairs) in enumerate(sorted(series.items())):
+    classes = np.array([c for c, _ in pairs])
+    values = np.array([v for _, v in pairs])
+    distinct = np.unique(classes)
+    color = f'C{i % 10}'
+    ax.scatter(classes, values, color=color, alpha=0.4)
+    means = [values[classes == c].mean() for c in distinct]
+    ax.plot(distinct, means, '-o', color=color, label=name)
   ax.set_xscale('log')
   ax.set_xlabel('number of random classes (data.num_classes)')
   ax.set_ylabel(metric)
-  datasets = sorted({p[2].split(' seed ')[0] for p in points})
-  ax.set_title(f'{metric} against the number of classes ({", ".join(datasets)})')
+  ax.set_title(f'{metric} against the number of random classes')
   ax.legend(fontsize='small')
   return _save(fig, out)
