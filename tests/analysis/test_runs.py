@@ -39,6 +39,8 @@ def test_an_unfinished_last_line_is_left_out(tmp_path):
     (lambda d: os.makedirs(d), 'it has no config.json'),
     (lambda d: (os.makedirs(d), open(os.path.join(d, 'config.json'), 'w').write('{')), 'not valid JSON'),
     (lambda d: (os.makedirs(d), open(os.path.join(d, 'config.json'), 'w').write('{}')), 'no metrics.jsonl'),
+    (lambda d: (write_search_run(d), open(os.path.join(d, 'metrics.jsonl'), 'a').write('[1]\n')), 'line 5 of metrics.jsonl is not an object'),
+    (lambda d: (write_search_run(d), open(os.path.join(d, 'metrics.jsonl'), 'a').write('{"e": 1}\n')), 'record 5 has no integer epoch'),
   ],
 )  # fmt: skip
 def test_not_a_run(tmp_path, make, expected):

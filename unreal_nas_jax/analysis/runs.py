@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -210,6 +209,9 @@ def read_runs(run_dir: str) -> list[Run]:
   runs = []
   for seed, path in seeds:
     records = _read_jsonl(os.path.join(path, METRICS_FILE), run_dir)
+    for number, record in enumerate(records, start=1):
+      if not isinstance(record.get('epoch'), int):
+        raise NotARunError(f'{path!r}: {METRICS_FILE} record {number} has no integer epoch')
     runs.append(Run(path=path, kind=kind, config=config, records=tuple(records), seed=seed))
   return runs
 
@@ -302,16 +304,19 @@ def read_probe_run(run_dir: str) -> ProbeRun:
     missing = [k for k in required if k not in r]
     if missing:
       raise NotARunError(f'{run_dir!r}: {PROBE_FILE} line {number} lacks {", ".join(missing)}')
+    numbers = [r['epoch'], *(r[k] for k in PROBE_METRICS)]
+    if not isinstance(r['epoch'], int) or not all(
+      isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers
+    ):
+      raise NotARunError(
+        f'{run_dir!r}: {PROBE_FILE} line {number}: epoch, train_loss and train_acc must be numbers'
+      )
     if r['architecture'] not in architectures:
       raise NotARunError(
         f'{run_dir!r}: {PROBE_FILE} line {number} names architecture {r["architecture"]!r}, '
         f'which {ARCHITECTURES_FILE} does not list'
       )
   return ProbeRun(path=run_dir, config=config, architectures=architectures, records=tuple(records))
-
-
-def is_finite_number(value: Any) -> bool:
-  return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _num_classes(config: Mapping[str, Any]) -> int | None:
