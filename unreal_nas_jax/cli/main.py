@@ -33,6 +33,8 @@ commands:
   eval     evaluate a training workdir's latest checkpoint on the test split (one JSON line)
   genotype show a cell (published name, genotype.json or search workdir): both cells, the
            parameters and mult-adds of its CIFAR-10/100 and ImageNet networks, a diagram
+  analyze  `analyze difficulty DIR... --out=F.png` (epochs to convergence) or `analyze rank A B ...`
+  plot     figures of search runs (skip connections, alphas, loss) or of a class-count sweep
 
 `unreal-nas <command> --help` lists the flags of a command."""
 
@@ -314,6 +316,11 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
   'genotype': genotype_command,
   'train': train_command,
   'eval': eval_command,
+  # Imported when called: cli/analysis.py imports this module's helpers.
+  'analyze': lambda argv: __import__('unreal_nas_jax.cli.analysis').cli.analysis.analyze_command(
+    argv
+  ),
+  'plot': lambda argv: __import__('unreal_nas_jax.cli.analysis').cli.analysis.plot_command(argv),
 }
 
 
@@ -359,4 +366,8 @@ def entry_point() -> None:
 
 
 if __name__ == '__main__':
-  entry_point()
+  # `python -m unreal_nas_jax.cli.main`: run the package's module, not this __main__ copy, so
+  # that its exception classes are the ones the other modules raise.
+  from unreal_nas_jax.cli import main as package_main
+
+  package_main.entry_point()

@@ -1,0 +1,1 @@
+"""The paper's analyses: run directories, convergence, rankings, plots and TensorBoard events."""
