@@ -67,14 +67,19 @@ def rename(path: PathLike, target: PathLike) -> None:
 
 def write_text_atomic(path: PathLike, text: str) -> None:
   """Writes `text` to `path` atomically (the temporary file is removed if writing fails)."""
+  write_bytes_atomic(path, text.encode())
+
+
+def write_bytes_atomic(path: PathLike, data: bytes) -> None:
+  """Writes `data` to `path` atomically (the temporary file is removed if writing fails)."""
   if is_remote(path):
-    as_path(path).write_text(text)  # an object is replaced whole, when its upload completes
+    as_path(path).write_bytes(data)  # an object is replaced whole, when its upload completes
     return
   path = os.path.abspath(os.fspath(path))
   fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix='.' + os.path.basename(path))
   try:
-    with os.fdopen(fd, 'w') as f:
-      f.write(text)
+    with os.fdopen(fd, 'wb') as f:
+      f.write(data)
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):

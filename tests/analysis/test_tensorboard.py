@@ -43,7 +43,8 @@ def test_write_and_read_back(tmp_path):
   accumulator = pytest.importorskip('tensorboard.backend.event_processing.event_accumulator')
   events = accumulator.EventAccumulator(logdir)
   events.Reload()
-  assert set(events.Tags()['tensors']) == {'loss/train', 'lr'}
+  assert set(events.Tags()['scalars']) == {'loss/train', 'lr'}
+  assert [(e.step, e.value) for e in events.Scalars('loss/train')] == [(1, 2.5), (2, 1.25)]
 
 
 def test_other_processes_write_nothing(tmp_path):

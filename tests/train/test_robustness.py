@@ -11,6 +11,7 @@ from etils.epath import gpath, testing
 from tests.conftest import CACHE_DIR, tiny_search_config
 from tests.train.test_retrain import tiny_train_config
 from unreal_nas_jax import checkpointing
+from unreal_nas_jax.analysis.tensorboard import read_scalars
 from unreal_nas_jax.checkpointing import UNUSABLE_DIR, CheckpointError
 from unreal_nas_jax.cli.main import main
 from unreal_nas_jax.train import retrain, search_loop
@@ -141,7 +142,9 @@ def test_search_and_retraining_in_cloud_storage_workdirs(fake_bucket, tmp_path):
   config = tiny_search_config(search__epochs=1, checkpoint__dir=str(tmp_path / 'ckpt_search'))
   summary = search_loop.run_search(config, f'{prefix}/search')
   search_dir = root / 'search'
-  assert sorted(os.listdir(search_dir)) == ['config.json', 'genotype.json', 'metrics.jsonl']
+  assert sorted(os.listdir(search_dir)) == [
+    'config.json', 'genotype.json', 'metrics.jsonl', 'tensorboard'
+  ]  # fmt: skip
   assert json.loads((search_dir / 'genotype.json').read_text()) == summary['genotype']
   # A resumed run reads config.json and metrics.jsonl back from the bucket.
   search_loop.run_search(tiny_search_config(
@@ -152,7 +155,10 @@ def test_search_and_retraining_in_cloud_storage_workdirs(fake_bucket, tmp_path):
   config = tiny_train_config(train__epochs=1, checkpoint__dir=str(tmp_path / 'ckpt_train'))
   result = retrain.run_train(config, f'{prefix}/train')
   train_dir = root / 'train'
-  assert sorted(os.listdir(train_dir)) == ['config.json', 'genotype.json', 'metrics.jsonl']
+  assert sorted(os.listdir(train_dir)) == [
+    'config.json', 'genotype.json', 'metrics.jsonl', 'tensorboard'
+  ]  # fmt: skip
+  assert set(read_scalars(f'{prefix}/train/tensorboard')) >= {'loss/train', 'accuracy/eval_top1'}
   evaluated = retrain.run_eval(f'{prefix}/train')
   assert evaluated['top1'] == result['record']['eval_top1']
 

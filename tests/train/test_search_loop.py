@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import tiny_search_config
 from unreal_nas_jax import checkpointing
+from unreal_nas_jax.analysis.tensorboard import read_scalars
 from unreal_nas_jax.config_utils import ConfigError
 from unreal_nas_jax.space.primitives import PRIMITIVES
 from unreal_nas_jax.train import search_loop
@@ -72,6 +73,11 @@ def test_outputs_are_written_every_epoch(finished_run):
   assert set(genotype) == {'normal', 'normal_concat', 'reduce', 'reduce_concat'}
   assert len(genotype['normal']) == 2 * config.model.steps
   assert genotype['normal_concat'] == [2, 3]
+  # TensorBoard: one point per epoch of the losses, skip connections and alpha entropies.
+  scalars = read_scalars(os.path.join(workdir, 'tensorboard'))
+  assert sorted(scalars['loss/train']) == [1, 2, 3] and sorted(scalars['loss/val']) == [2, 3]
+  assert scalars['skip_connects/normal'][3] == records[2]['skip_connects_normal']
+  assert 'alpha_entropy/normal/edge_04' in scalars and 'speed/images_per_s' in scalars
   ckpt = os.path.join(workdir, 'checkpoints')
   assert sorted(int(d) for d in os.listdir(ckpt) if d.isdigit()) == [4, 8, 12]  # global steps
 

@@ -1,9 +1,8 @@
 """TensorBoard event files for search and training runs, `DIR/tensorboard/`.
 
-Events are written by TensorFlow's summary writer (TensorFlow is already a dependency for tfds;
-it is kept off every accelerator first). A scalar is written as TensorBoard's scalar plugin
-writes it (a float32 tensor tagged with the `scalars` plugin), through `tf.summary.write`, which
-needs no TensorBoard package in the writing process; `tensorboard --logdir DIR` shows the curves.
+Event files are TFRecord files of `Event` protocol buffers (TensorBoard's own proto modules, no
+TensorFlow: the search process stays free of it); each scalar is a `simple_value`, which
+TensorBoard's scalar plugin shows; `tensorboard --logdir DIR` shows the curves.
 
 Loops call `search_epoch_scalars(record)` or `train_epoch_scalars(record)` on the record they
 append to metrics.jsonl and pass the result to `SummaryWriter.scalars(epoch, ...)`;
@@ -12,11 +11,16 @@ append to metrics.jsonl and pass the result to `SummaryWriter.scalars(epoch, ...
 
 from __future__ import annotations
 
-import os
+import socket
+import struct
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from tensorboard.compat.proto import event_pb2, summary_pb2
+
+from unreal_nas_jax import files
 
 TENSORBOARD_DIR = 'tensorboard'
 
@@ -84,13 +88,46 @@ def train_epoch_scalars(record: Mapping[str, Any]) -> dict[str, float]:
   return {tag: float(record[key]) for key, tag in names.items() if _is_number(record.get(key))}
 
 
+def _crc32c_table() -> list[int]:
+  table = []
+  for n in range(256):
+    c = n
+    for _ in range(8):
+      c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+    table.append(c)
+  return table
+
+
+_CRC32C_TABLE = _crc32c_table()
+
+
+def _masked_crc32c(data: bytes) -> int:
+  """The TFRecord framing checksum: CRC-32C, rotated and offset ("masked")."""
+  crc = 0xFFFFFFFF
+  for byte in data:
+    crc = _CRC32C_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+  crc ^= 0xFFFFFFFF
+  return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def _record(data: bytes) -> bytes:
+  length = struct.pack('<Q', len(data))
+  return (
+    length
+    + struct.pack('<I', _masked_crc32c(length))
+    + data
+    + struct.pack('<I', _masked_crc32c(data))
+  )
+
+
 class SummaryWriter:
   """Scalars into `workdir/tensorboard/` on process 0; a no-op on every other process.
 
   Usage: `writer = SummaryWriter(workdir)`, then `writer.scalars(epoch, {...})` per epoch,
-  `writer.close()` at the end (also a context manager). A resumed run adds a new event file to
-  the directory; epochs it redoes (those after the last checkpoint of a killed run) then have
-  two points at the same step.
+  `writer.close()` at the end (also a context manager). Each run start writes one event file,
+  rewritten whole (atomically, through `files`, so gs:// works) at every `scalars` call: a run
+  has a few hundred scalars per epoch at most. A resumed run adds a new event file; epochs it
+  redoes (those after the last checkpoint of a killed run) then have two points at one step.
   """
 
   def __init__(self, workdir: str, *, enabled: bool | None = None):
@@ -99,49 +136,37 @@ class SummaryWriter:
       import jax
 
       enabled = jax.process_index() == 0
-    self.logdir = os.path.join(workdir, TENSORBOARD_DIR)
-    self._writer = None
-    if not enabled:
-      return
-    from unreal_nas_jax.data.tfds_cifar import hide_accelerators_from_tensorflow
-
-    hide_accelerators_from_tensorflow()
-    import tensorflow as tf
-    from tensorflow.core.framework import summary_pb2
-
-    self._tf = tf
-    # What TensorBoard's scalar plugin attaches to a scalar (its ScalarPluginData, version 0,
-    # serialises to empty content).
-    self._metadata = summary_pb2.SummaryMetadata(
-      plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name='scalars', content=b'')
+    self.logdir = files.join(workdir, TENSORBOARD_DIR)
+    self.enabled = bool(enabled)
+    self._path = files.join(
+      self.logdir, f'events.out.tfevents.{time.time():.6f}.{socket.gethostname()}'
     )
-    os.makedirs(self.logdir, exist_ok=True)
-    self._writer = tf.summary.create_file_writer(self.logdir)
-
-  @property
-  def enabled(self) -> bool:
-    return self._writer is not None
+    first = event_pb2.Event(wall_time=time.time(), file_version='brain.Event:2')
+    self._data = bytearray(_record(first.SerializeToString()))
 
   def scalars(self, step: int, values: Mapping[str, float]) -> None:
     """Writes `values` ({tag: number}) at `step`; None values are skipped."""
-    if self._writer is None:
+    if not self.enabled:
       return
-    tf = self._tf
-    with self._writer.as_default():
-      for tag, value in values.items():
-        if value is None:
-          continue
-        tensor = tf.constant(float(value), dtype=tf.float32)
-        tf.summary.write(tag, tensor, step=int(step), metadata=self._metadata)
+    summary = summary_pb2.Summary(
+      value=[
+        summary_pb2.Summary.Value(tag=tag, simple_value=float(value))
+        for tag, value in values.items()
+        if value is not None
+      ]
+    )
+    event = event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary)
+    self._data += _record(event.SerializeToString())
+    self.flush()
 
   def flush(self) -> None:
-    if self._writer is not None:
-      self._writer.flush()
+    if self.enabled:
+      files.make_dirs(self.logdir)
+      files.write_bytes_atomic(self._path, bytes(self._data))
 
   def close(self) -> None:
-    if self._writer is not None:
-      self._writer.close()
-      self._writer = None
+    self.flush()
+    self.enabled = False
 
   def __enter__(self) -> SummaryWriter:
     return self
@@ -167,22 +192,16 @@ def write_run_events(run_dir: str) -> list[str]:
 
 def read_scalars(logdir: str) -> dict[str, dict[int, float]]:
   """{tag: {step: value}} of every scalar event under `logdir` (tests, quick checks)."""
-  from unreal_nas_jax.data.tfds_cifar import hide_accelerators_from_tensorflow
-
-  hide_accelerators_from_tensorflow()
-  import tensorflow as tf
-  from tensorflow.core.util import event_pb2
-
   out: dict[str, dict[int, float]] = {}
-  for name in sorted(os.listdir(logdir)):
+  for name in files.list_dir(logdir):
     if 'tfevents' not in name:
       continue
-    for raw in tf.data.TFRecordDataset(os.path.join(logdir, name)):
-      event = event_pb2.Event.FromString(raw.numpy())
+    data = files.as_path(files.join(logdir, name)).read_bytes()
+    offset = 0
+    while offset < len(data):
+      (length,) = struct.unpack_from('<Q', data, offset)
+      event = event_pb2.Event.FromString(data[offset + 12 : offset + 12 + length])
+      offset += 12 + length + 4
       for value in event.summary.value:
-        if value.HasField('tensor'):
-          number = float(tf.make_ndarray(value.tensor))
-        else:
-          number = float(value.simple_value)
-        out.setdefault(value.tag, {})[int(event.step)] = number
+        out.setdefault(value.tag, {})[int(event.step)] = float(value.simple_value)
   return out

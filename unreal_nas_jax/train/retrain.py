@@ -35,6 +35,7 @@ import numpy as np
 import optax
 
 from unreal_nas_jax import checkpointing, files, optim, parallel, timing
+from unreal_nas_jax.analysis.tensorboard import train_epoch_scalars
 from unreal_nas_jax.config_utils import (
   ConfigError,
   require,
@@ -680,7 +681,7 @@ def _train(config, workdir, setup: TrainSetup, run: run_lib.Run, steps: int) -> 
       {'epoch': epoch + 1, 'step_in_epoch': 0},
     )
     record['checkpoint_s'] = round(run.checkpoint_seconds, 3)
-    metrics_log.append(record)
+    run.log_epoch(workdir, metrics_log, record, train_epoch_scalars(record))
     summary = ' '.join(
       f'{k}={v:.4f}' if isinstance(v, float) else f'{k}={v}'
       for k, v in record.items()

@@ -28,6 +28,7 @@ import ml_collections
 import numpy as np
 
 from unreal_nas_jax import checkpointing, files, timing
+from unreal_nas_jax.analysis import tensorboard
 from unreal_nas_jax.config_utils import to_dict
 from unreal_nas_jax.train import outputs, startup
 
@@ -119,6 +120,7 @@ class Run:
     self.checkpoint_seconds = 0.0  # of the current epoch
     self._first_step_done = False
     self._last_save = time.monotonic()
+    self._tensorboard: dict[str, tensorboard.SummaryWriter] = {}
 
   @property
   def checkpoint_dir(self) -> str:
@@ -241,6 +243,13 @@ class Run:
     )
     self._last_save = time.monotonic()
     self.checkpoint_seconds += time.perf_counter() - t0
+
+  def log_epoch(self, directory: str, metrics_log, record: dict, scalars: dict) -> None:
+    """Appends an epoch's record to `metrics_log` and its scalars to `directory/tensorboard/`."""
+    metrics_log.append(record)
+    if directory not in self._tensorboard:
+      self._tensorboard[directory] = tensorboard.SummaryWriter(directory)
+    self._tensorboard[directory].scalars(record['epoch'], scalars)
 
   def stop_if_requested(self, epoch: int, global_step: int) -> None:
     """After an epoch-end checkpoint: raises Preempted if a signal arrived during the epoch."""

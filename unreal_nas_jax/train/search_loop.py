@@ -21,6 +21,7 @@ import ml_collections
 import numpy as np
 
 from unreal_nas_jax import files, optim, parallel
+from unreal_nas_jax.analysis.tensorboard import search_epoch_scalars
 from unreal_nas_jax.data import search_data
 from unreal_nas_jax.files import write_json_atomic
 from unreal_nas_jax.models.layers import params_key
@@ -642,7 +643,7 @@ def _search(config, workdir, mesh, run: run_lib.Run) -> dict[str, Any]:
     lines = []
     for k, metrics_log in enumerate(metrics_logs):
       records[k]['checkpoint_s'] = round(run.checkpoint_seconds, 3)
-      metrics_log.append(records[k])
+      run.log_epoch(seed_dirs[k], metrics_log, records[k], search_epoch_scalars(records[k]))
       lines.append(_summary_line(records[k], setup.total_epochs))
       if outputs.is_writer():
         write_json_atomic(files.join(seed_dirs[k], 'genotype.json'), records[k]['genotype'])
