@@ -13,7 +13,13 @@ setup(
   long_description=README.read_text(encoding='utf-8') if README.exists() else '',
   long_description_content_type='text/markdown',
   python_requires='>=3.10',
-  packages=find_packages(include=['unreal_nas_jax', 'unreal_nas_jax.*']),
+  # The presets in configs/ ship inside the package as unreal_nas_jax/configs, so a regular
+  # (non-editable) install finds them without the source tree (config_utils.packaged_config).
+  packages=[
+    *find_packages(include=['unreal_nas_jax', 'unreal_nas_jax.*']),
+    'unreal_nas_jax.configs',
+  ],
+  package_dir={'unreal_nas_jax.configs': 'configs'},
   # The CPU depthwise kernels are compiled from source on first use (unreal_nas_jax/ops).
   package_data={'unreal_nas_jax.ops': ['depthwise_cpu.cc']},
   install_requires=[

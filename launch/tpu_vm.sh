@@ -11,5 +11,5 @@ setup="python3 -m pip install -q -U pip && cd ~/unreal-nas-jax && python3 -m pip
 [ -n "$repo" ] && setup="(test -d ~/unreal-nas-jax || git clone $repo ~/unreal-nas-jax) && $setup"
 gcloud compute tpus tpu-vm ssh "$TPU" --zone="$ZONE" --worker=all --command="$setup"
 gcloud compute tpus tpu-vm ssh "$TPU" --zone="$ZONE" --worker=all --command="cd ~/unreal-nas-jax && \
-  UNREAL_NAS_DISTRIBUTED=1 unreal-nas search --config=configs/search.py:${preset} \
+  UNREAL_NAS_DISTRIBUTED=1 unreal-nas search --config=${preset} \
   --workdir=${WORKDIR} --config.log.progress=lines $*"

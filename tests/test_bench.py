@@ -49,6 +49,7 @@ def test_train_config_times_its_retraining_step():
   (record,) = bench.run_bench(tiny_train_config(), steps=1)
   assert record['case'] == 'config' and record['network'] == 'cifar10'
   assert record['images_per_s'] > 0 and record['batch'] == 8 and record['layers'] == 3
+  assert record['input_path'] == 'fake' and record['input_images_per_s'] > 0
   _assert_phases(record)
 
 

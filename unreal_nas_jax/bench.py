@@ -42,6 +42,7 @@ BUILTIN_CASES = (
   'train_cifar',
   'train_imagenet',
   'torch_reference',
+  'checkpoint',
 )
 CONFIG_CASES = ('steps', 'data', 'seeds')  # with a config: its search steps, dataset, N seeds
 DATA_CASE_DATASETS = ('rlrn', 'rlgd', 'rlrd', 'cifar10')
@@ -196,6 +197,7 @@ def time_train_step(config: ml_collections.ConfigDict, steps: int) -> dict[str, 
   from unreal_nas_jax.data import train_pipeline
   from unreal_nas_jax.train import retrain
 
+  input_rate = _input_rate(config, steps)
   config = ml_collections.ConfigDict(config.to_dict())
   config.data.fake_data = True  # the step's cost, not the input pipeline's
   setup = retrain.build_train(config)
@@ -225,7 +227,73 @@ def time_train_step(config: ml_collections.ConfigDict, steps: int) -> dict[str, 
     'layers': config.model.layers,
     'image_size': config.data.image_size,
     'compute_dtype': config.model.compute_dtype,
+    **input_rate,
   }
+
+
+def _input_rate(config: ml_collections.ConfigDict, steps: int) -> dict[str, Any]:
+  """The config's input pipeline on this host, beside its step: images/s and where it runs (fake
+  data when the config asks for it; a dataset that is not prepared gives the reason)."""
+  from unreal_nas_jax.data import train_pipeline
+  from unreal_nas_jax.train import retrain
+
+  try:
+    setup = retrain.build_train(config)
+    rate = train_pipeline.measure_rate(setup.spec, max(steps, 5), setup.mesh)
+  except ConfigError as e:
+    return {'input_skipped': str(e).splitlines()[0]}
+  return {
+    'input_images_per_s': rate['images_per_s'],
+    'input_path': 'fake' if config.data.fake_data else rate['path'],
+    'input_first_batch_s': rate['first_batch_s'],
+  }
+
+
+def time_checkpoints(repeats: int = 3) -> Iterator[dict[str, Any]]:
+  """Seconds per save and per restore of the paper-size search state and the CIFAR retraining
+  state (`train.run.Run` saves: state plus epoch sums), into a temporary local directory."""
+  import tempfile
+
+  from unreal_nas_jax import checkpointing, parallel
+  from unreal_nas_jax.train import retrain
+
+  paper = builtin_config('paper')
+  search_setup = search_loop.build_search(paper)
+  train_setup = retrain.build_train(builtin_config('train_cifar'))
+  states = {
+    'search_paper': lambda: {
+      'state': search_loop.init_state(search_setup),
+      'sums': search_loop.init_sums(search_setup),
+    },
+    'train_cifar': lambda: {
+      'state': retrain.init_state(train_setup),
+      'sums': parallel.replicate(retrain.epoch_sums(), train_setup.mesh),
+    },
+  }
+  for name, make in states.items():
+    items = jax.block_until_ready(make())
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+                            items)  # fmt: skip
+    nbytes = sum(x.nbytes for x in jax.tree.leaves(items))
+    with tempfile.TemporaryDirectory() as directory:
+      manager = checkpointing.make_manager(directory)
+      saves = []
+      for step in range(1, repeats + 1):
+        t0 = time.perf_counter()
+        checkpointing.save(manager, step, items, {'epoch': step})
+        saves.append(time.perf_counter() - t0)
+      t0 = time.perf_counter()
+      checkpointing.restore(manager, repeats, abstract)
+      restore_s = time.perf_counter() - t0
+      manager.close()
+    yield {
+      'case': 'checkpoint',
+      'state': name,
+      'megabytes': round(nbytes / 2**20, 1),
+      'save_s': round(statistics.median(saves), 3),
+      'restore_s': round(restore_s, 3),
+      'saves': repeats,
+    }
 
 
 def _timed(fn, *args):
@@ -325,6 +393,8 @@ def run_bench(
     for case in cases:
       if case.startswith('train_'):
         yield {'case': case, **time_train_step(builtin_config(case), steps)}
+    if 'checkpoint' in cases:
+      yield from time_checkpoints()
     if 'torch_reference' in cases:
       from unreal_nas_jax import torch_reference
 

@@ -187,7 +187,8 @@ def bench_command(argv: Sequence[str]) -> int:
     'and per-step cost of every dataset; rlrd/cifar10 need prepared tfds data), train_cifar, '
     'train_imagenet (the retraining step of DARTS_V2 in the CIFAR-10 and ImageNet networks), '
     "torch_reference (the DARTS reference's first-order step in PyTorch at the paper size, "
-    'when torch is installed). '
+    'when torch is installed), checkpoint (seconds per save and restore of the paper-size search '
+    'state and the CIFAR retraining state). '
     "With a search --config: steps, data (that config's), seeds (N seeds in one program "
     'against N single-seed steps; N = search.num_seeds, or 4); with a train config '
     '(configs/train.py): its retraining step. Default: all of them.',
