@@ -6,6 +6,7 @@ import signal
 
 import jax
 import numpy as np
+import pytest
 
 from tests.helpers import TINY_FLAGS, comparable_run, interrupted_at_random_moments, run_cli
 
@@ -49,22 +50,15 @@ def _assert_same_run(workdir, reference):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
-def test_search_interrupted_three_times_is_bit_identical(tmp_path):
-  reference = run_cli('search', *SEARCH_FLAGS, f'--workdir={tmp_path / "reference"}')
+@pytest.mark.parametrize(
+  'command,flags,moments,seed',
+  [('search', SEARCH_FLAGS, SEARCH_MOMENTS, 1), ('train', TRAIN_FLAGS, TRAIN_MOMENTS, 2)],
+)
+def test_interrupted_three_times_is_bit_identical(tmp_path, command, flags, moments, seed):
+  reference = run_cli(command, *flags, f'--workdir={tmp_path / "reference"}')
   assert reference.returncode == 0, reference.stderr
   outputs, final = interrupted_at_random_moments(
-    'search', SEARCH_FLAGS, tmp_path / 'run', SEARCH_MOMENTS, seed=1, signals=SIGNALS
-  )
-  _check_interruptions(outputs)
-  assert 'resuming' in final.stdout
-  _assert_same_run(tmp_path / 'run', tmp_path / 'reference')
-
-
-def test_retraining_interrupted_three_times_is_bit_identical(tmp_path):
-  reference = run_cli('train', *TRAIN_FLAGS, f'--workdir={tmp_path / "reference"}')
-  assert reference.returncode == 0, reference.stderr
-  outputs, final = interrupted_at_random_moments(
-    'train', TRAIN_FLAGS, tmp_path / 'run', TRAIN_MOMENTS, seed=2, signals=SIGNALS
+    command, flags, tmp_path / 'run', moments, seed=seed, signals=SIGNALS
   )
   _check_interruptions(outputs)
   assert 'resuming' in final.stdout
