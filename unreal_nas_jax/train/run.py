@@ -161,7 +161,7 @@ class Run:
     return int(record['epoch']), int(record.get('step_in_epoch', 0))
 
   def announce_resume(self, record: dict | None) -> None:
-    if record is None:
+    if record is None or not outputs.is_writer():
       return
     epoch, done = self.resume_point(record)
     where = f'epoch {epoch}' if not done else f'step {done} of epoch {epoch + 1}'
