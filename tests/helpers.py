@@ -93,18 +93,22 @@ def comparable_run(workdir):
 
 
 def interrupted_at_random_moments(command, flags, workdir, moments, *, seed, signals):
-  """Runs `command` with `flags` in `workdir`, interrupting it with `signals[k]` at the k-th of
-  3 moments drawn (with `seed`) from `moments` (progress-line markers, in run order), resuming
-  after each; then runs it to the end. Returns the outputs of the interrupted runs and of the
-  final one."""
+  """Runs `command` with `flags` in `workdir`, interrupting it with `signals[k]` when it prints
+  a moment drawn (with `seed`) from `moments` (progress-line markers, in run order), each later
+  than any line the previous run printed (a run stopped by SIGTERM may finish a step or two
+  first), resuming after each; then runs it to the end. Returns the interrupted runs' (marker,
+  signal, exit status, output) and the final run's result."""
   rng = random.Random(seed)
-  chosen = sorted(rng.sample(range(len(moments)), len(signals)))
-  outputs = []
-  for index, signum in zip(chosen, signals, strict=True):
+  outputs, last = [], -1
+  for k, signum in enumerate(signals):
+    later = range(last + 1, len(moments) - (len(signals) - k - 1))
+    assert later, f'no moment left after {moments[last]!r} for interruption {k + 1}'
+    marker = moments[rng.choice(later)]
     code, out = run_until_signalled(
-      command, *flags, f'--workdir={workdir}', marker=moments[index], signum=signum
+      command, *flags, f'--workdir={workdir}', marker=marker, signum=signum
     )
-    outputs.append((moments[index], signum, code, out))
+    outputs.append((marker, signum, code, out))
+    last = max(i for i, moment in enumerate(moments) if moment in out)
   final = run_cli(command, *flags, f'--workdir={workdir}')
   assert final.returncode == 0, final.stderr
   return outputs, final

@@ -33,7 +33,13 @@ for job in sys.argv[4:]:
   # Two steps per epoch: collectives between processes are slow on a shared CPU.
   if 'search' in what:
     states['search'] = search_loop.run_search(
-      tiny_search_config(search__epochs=int(epochs), data__num_examples=16, log__progress=progress),
+      tiny_search_config(
+        search__epochs=int(epochs),
+        data__num_examples=16,
+        model__steps=1,
+        model__multiplier=1,
+        log__progress=progress,
+      ),
       os.path.join(job_dir, 'search'),
     )['state']
   if 'train' in what:

@@ -14,7 +14,9 @@ from tests.helpers import TINY_FLAGS, comparable_run, interrupted_at_random_mome
 # from an older step and repeat the steps after it).
 SEARCH_FLAGS = (*TINY_FLAGS, '--config.checkpoint.every_steps=3')
 SEARCH_MOMENTS = [
-  f'epoch {e}/3 {"warmup" if e == 1 else "search"} step {s}/4' for e in (1, 2, 3) for s in (1, 2, 3)
+  f'epoch {e}/3 {"warmup" if e == 1 else "search"} step {s}/4'
+  for e in (1, 2, 3)
+  for s in (1, 2, 3, 4)
 ]
 TRAIN_FLAGS = (
   '--config=configs/train.py:cifar10,quick,fake_data', '--config.genotype=DARTS_V2',
@@ -23,7 +25,7 @@ TRAIN_FLAGS = (
   '--config.data.num_eval_examples=8', '--config.log.progress=lines',
   '--config.log.every_steps=1', '--config.checkpoint.every_steps=3',
 )  # fmt: skip
-TRAIN_MOMENTS = [f'epoch {e}/2 train step {s}/4' for e in (1, 2) for s in (1, 2, 3)]
+TRAIN_MOMENTS = [f'epoch {e}/2 train step {s}/4' for e in (1, 2) for s in (1, 2, 3, 4)]
 SIGNALS = (signal.SIGKILL, signal.SIGTERM, signal.SIGKILL)
 
 

@@ -1,5 +1,6 @@
 """N seeds in one program: seed k equals a single run with that seed; per-seed outputs."""
 
+import functools
 import json
 import os
 
@@ -52,6 +53,11 @@ def _steps(config, epochs):
   return jax.device_get(state)
 
 
+@functools.cache
+def _single_seed_steps(k, epochs):
+  return _steps(tiny_search_config(seed=k, data_seed=k), epochs)
+
+
 @pytest.mark.parametrize('program', ['vmap', 'map'])
 def test_one_program_seed_k_steps_equal_single_seed_steps_to_rounding(program):
   epochs = (1, 1)  # two search steps (one program per variant)
@@ -60,7 +66,7 @@ def test_one_program_seed_k_steps_equal_single_seed_steps_to_rounding(program):
   )
   many = _steps(config, epochs)
   for k in range(2):
-    single = _steps(tiny_search_config(seed=k, data_seed=k), epochs)
+    single = _single_seed_steps(k, epochs)
     assert not np.array_equal(many.alphas['normal'][1 - k], single.alphas['normal'])
     for (path, a), b in zip(
       jax.tree_util.tree_leaves_with_path(single), jax.tree.leaves(many), strict=True
