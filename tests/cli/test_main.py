@@ -2,13 +2,24 @@
 
 import pytest
 
+from tests.conftest import CACHE_DIR
 from tests.helpers import TINY_FLAGS, run_cli
+from unreal_nas_jax.cli.main import main
 
 
 def _error_line(result):
   lines = [line for line in result.stderr.splitlines() if line.strip()]
   assert len(lines) == 1, result.stderr
   return lines[0]
+
+
+def _main_in_process(capsys, monkeypatch, *args):
+  """`unreal-nas ARGS` in this process (ml_collections reads --config.x overrides from sys.argv);
+  returns (exit status, the stderr lines)."""
+  argv = ['unreal-nas', *args]
+  monkeypatch.setattr('sys.argv', argv)
+  status = main(argv)
+  return status, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
 
 
 @pytest.mark.parametrize(
@@ -24,13 +35,15 @@ def _error_line(result):
     (('--config.model.depthwise_impl=magic',), "config.model.depthwise_impl='magic'"),
   ],
 )
-def test_bad_flags_fail_with_one_line(tmp_path, flags, expected):
+def test_bad_flags_fail_with_one_line(tmp_path, capsys, monkeypatch, flags, expected):
   workdir = tmp_path / 'run'
-  result = run_cli('search', *TINY_FLAGS, *flags, f'--workdir={workdir}', timeout=120)
-  assert result.returncode == 2, result.stderr
-  line = _error_line(result)
-  assert line.startswith('unreal-nas search: error:')
-  assert expected in line
+  status, lines = _main_in_process(
+    capsys, monkeypatch, 'search', *TINY_FLAGS, *flags, f'--workdir={workdir}',
+    f'--compile_cache={CACHE_DIR}',
+  )  # fmt: skip
+  assert status == 2 and len(lines) == 1, lines
+  assert lines[0].startswith('unreal-nas search: error:')
+  assert expected in lines[0]
   assert not workdir.exists()
 
 
