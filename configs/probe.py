@@ -81,6 +81,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     del config.optim[field]
   config.checkpoint = search.checkpoint
   config.log = search.log
+  config.log.tensorboard = True  # DIR/tensorboard/: loss/<architecture>, accuracy/<architecture>
   config.parallel = search.parallel
 
   if 'quick' in modifiers:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from unreal_nas_jax import checkpointing
-from unreal_nas_jax.analysis import runs
+from unreal_nas_jax.analysis import runs, tensorboard
 from unreal_nas_jax.cli.main import main
 from unreal_nas_jax.config_utils import ConfigError, load_config
 from unreal_nas_jax.models.supernet import SearchNetwork
@@ -31,6 +31,7 @@ def tiny_probe_config(**probe_fields):
   config.probe.batch_size = 8
   config.probe.epochs = 2
   config.log.progress = 'none'
+  config.log.tensorboard = False  # TensorFlow's import is slow; one test turns it on
   config.probe.update(probe_fields)
   return config
 
@@ -174,11 +175,18 @@ def test_k_together_equal_one_by_one_and_a_resumed_probe_equals_an_uninterrupted
     return c
 
   together = tmp_path / 'together'
-  summary = probe.run_probe(config(num_architectures=2, program='vmap'), str(together))
+  with_events = config(num_architectures=2, program='vmap')
+  with_events.log.tensorboard = True
+  summary = probe.run_probe(with_events, str(together))
   curves, run = _curves(together)
   assert list(run.architectures) == ['random_0_0', 'random_0_1'] == summary['architectures']
   assert run.epochs_reached() == {'random_0_0': 2, 'random_0_1': 2}
   assert not np.allclose(curves['random_0_0'], curves['random_0_1'])  # two architectures differ
+  events = tensorboard.read_scalars(str(together / 'tensorboard'))
+  assert {'loss/random_0_0', 'accuracy/random_0_1', 'lr'} <= set(events)
+  np.testing.assert_allclose(
+    [events['loss/random_0_1'][e] for e in (1, 2)], curves['random_0_1'], rtol=1e-6
+  )
 
   paths = []
   for k, (name, genotype) in enumerate(run.architectures.items()):

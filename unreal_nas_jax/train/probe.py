@@ -31,7 +31,7 @@ import ml_collections
 import numpy as np
 
 from unreal_nas_jax import files, parallel
-from unreal_nas_jax.analysis import runs
+from unreal_nas_jax.analysis import runs, tensorboard
 from unreal_nas_jax.config_utils import (
   ConfigError,
   require,
@@ -307,11 +307,28 @@ def run_probe(
     config.parallel.num_devices, config.probe.batch_size, 'config.probe.batch_size', mesh
   )
   run = run_lib.Run(config, workdir, total_epochs=config.probe.epochs)
+  # TensorBoard's writer is local-only (analysis.tensorboard); probe.jsonl has everything anyway.
+  tensorboard_on = config.log.get('tensorboard', False) and not files.is_remote(workdir)
+  writer = tensorboard.SummaryWriter(workdir) if tensorboard_on else None
   with run.running():
-    return _probe(config, workdir, mesh, run)
+    try:
+      return _probe(config, workdir, mesh, run, writer)
+    finally:
+      if writer is not None:
+        writer.close()
 
 
-def _probe(config, workdir, mesh, run: run_lib.Run) -> dict[str, Any]:
+def probe_scalars(records: list[dict[str, Any]]) -> dict[str, float]:
+  """TensorBoard scalars of one epoch's probe records: `loss/<architecture>`,
+  `accuracy/<architecture>` (training), `lr` and `speed/epoch_s`."""
+  scalars = {'lr': records[0]['lr'], 'speed/epoch_s': records[0]['wall_s']}
+  for r in records:
+    scalars[f'loss/{r["architecture"]}'] = r['train_loss']
+    scalars[f'accuracy/{r["architecture"]}'] = r['train_acc']
+  return scalars
+
+
+def _probe(config, workdir, mesh, run: run_lib.Run, writer) -> dict[str, Any]:
   timer = run.timer
   d = config.data
   with timer('build data', f'{d.name}, {d.num_examples:,} examples, {d.num_classes:,} classes'):
@@ -402,6 +419,9 @@ def _probe(config, workdir, mesh, run: run_lib.Run) -> dict[str, Any]:
         )
       )
     log.extend(last)
+    if writer is not None:
+      writer.scalars(epoch + 1, probe_scalars(last))
+      writer.flush()
     run.progress.end_epoch(_summary(last, epochs, wall_s))
     run.stop_if_requested(epoch, (epoch + 1) * steps)
   timer.close()
