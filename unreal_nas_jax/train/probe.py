@@ -220,9 +220,10 @@ class ProbeSetup:
     return self.search.lr(epoch)
 
 
-def build_probe(config, mesh=None, *, workdir: str | None = None) -> ProbeSetup:
-  """Model, data and optimizer of a validated probe config (nothing written)."""
-  names, found = resolve_architectures(config)
+def build_probe(config, mesh=None, *, workdir: str | None = None, architectures=None) -> ProbeSetup:
+  """Model, data and optimizer of a validated probe config (nothing written); `architectures`:
+  (names, genotypes) from `resolve_architectures`, resolved here when None."""
+  names, found = architectures if architectures is not None else resolve_architectures(config)
   view = search_view(config, len(names))
   return ProbeSetup(search_loop.build_search(view, mesh, workdir=workdir), names, found)
 
@@ -302,7 +303,7 @@ def run_probe(
     DeviceError, CheckpointError, NonFiniteLossError, Preempted: as `search_loop.run_search`.
   """
   validate_probe_config(config)
-  resolve_architectures(config)  # refuses unknown names before the workdir is touched
+  architectures = resolve_architectures(config)  # before the workdir is touched
   mesh = parallel.data_mesh(
     config.parallel.num_devices, config.probe.batch_size, 'config.probe.batch_size', mesh
   )
@@ -312,7 +313,7 @@ def run_probe(
   writer = tensorboard.SummaryWriter(workdir) if tensorboard_on else None
   with run.running():
     try:
-      return _probe(config, workdir, mesh, run, writer)
+      return _probe(config, workdir, mesh, run, writer, architectures)
     finally:
       if writer is not None:
         writer.close()
@@ -328,11 +329,11 @@ def probe_scalars(records: list[dict[str, Any]]) -> dict[str, float]:
   return scalars
 
 
-def _probe(config, workdir, mesh, run: run_lib.Run, writer) -> dict[str, Any]:
+def _probe(config, workdir, mesh, run: run_lib.Run, writer, architectures) -> dict[str, Any]:
   timer = run.timer
   d = config.data
   with timer('build data', f'{d.name}, {d.num_examples:,} examples, {d.num_classes:,} classes'):
-    setup = build_probe(config, mesh, workdir=workdir)
+    setup = build_probe(config, mesh, workdir=workdir, architectures=architectures)
     jax.block_until_ready(setup.search.data)
   s, k, steps = setup.search, setup.num_architectures, setup.steps_per_epoch
   epochs = config.probe.epochs
