@@ -23,6 +23,7 @@ RESUMABLE_CHANGES = (
   'parallel.',
   'model.depthwise_impl',
   'search.seeds_program',
+  'probe.program',  # how the probe's architectures share a program, not what they compute
   # Where the data is read from and how it is rendered in chunks, not what it is.
   'data.tfds_data_dir',
   'data.download',
@@ -141,11 +142,11 @@ def parse_preset(
 
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-CONFIG_FILES = ('search.py', 'train.py')
+CONFIG_FILES = ('search.py', 'train.py', 'probe.py')
 
 
 def packaged_config(name: str) -> pathlib.Path:
-  """The config file `name` ('search.py' or 'train.py') shipped with the package.
+  """The config file `name` ('search.py', 'train.py' or 'probe.py') shipped with the package.
 
   An installed package holds them as `unreal_nas_jax/configs/` (setup.py maps the repository's
   `configs/` there); a source checkout reads `configs/` beside the package.
@@ -170,7 +171,7 @@ def resolve_config_spec(spec: str, default_file: str = 'search.py') -> str:
     return f'{packaged_config(name)}{sep}{arg}'
   raise ConfigError(
     f'config file {path!r} does not exist; use a file path, configs/search.py:<preset>, '
-    'configs/train.py:<preset> or a bare search preset such as rlrn,quick'
+    'configs/train.py:<preset>, configs/probe.py:<preset> or a bare preset such as rlrn,quick'
   )
 
 

@@ -6,6 +6,7 @@
   unreal-nas genotype NAME|GENOTYPE.json|SEARCH_WORKDIR [--json] [--plot=FILE.svg]
   unreal-nas train --config=configs/train.py:cifar10[,quick,fake_data] --config.genotype=... --workdir=DIR
   unreal-nas eval --workdir=DIR
+  unreal-nas probe --config=configs/probe.py:rlrn[,quick] --workdir=DIR
 
 Flags are parsed with absl and ml_collections (`lock_config`: an unknown `--config.x` is an
 error). Every user error ends in one line on stderr, `unreal-nas <command>: error: ...`, and exit
@@ -34,6 +35,8 @@ commands:
   genotype show a cell (published name, genotype.json or search workdir): both cells, the
            parameters and mult-adds of its CIFAR-10/100 and ImageNet networks, a diagram
   analyze  `analyze difficulty DIR... --out=F.png` (epochs to convergence) or `analyze rank A B ...`
+  probe    train fixed architectures (random, published or files) from scratch on a search
+           dataset, recording their curves: --config=configs/probe.py:<dataset> --workdir=DIR
   plot     figures of search runs (skip connections, alphas, loss) or of a class-count sweep
 
 `unreal-nas <command> --help` lists the flags of a command."""
@@ -108,7 +111,7 @@ def _resolve_config_flag(argv: Sequence[str]) -> list[str]:
   (`--config=rlrn,quick`) names a preset of the command's config file."""
   from unreal_nas_jax.config_utils import resolve_config_spec
 
-  default_file = 'train.py' if argv[0].endswith(' train') else 'search.py'
+  default_file = {' train': 'train.py', ' probe': 'probe.py'}.get(argv[0][-6:], 'search.py')
   out, args = [], list(argv)
   i = 0
   while i < len(args):
@@ -170,6 +173,22 @@ def search_command(argv: Sequence[str]) -> int:
     print(f'search finished after {summary["epochs"]} epochs; genotype{which}:')
     print(seed['genotype_text'])
     print(f'written to {os.path.join(seed["dir"], "genotype.json")}')
+  return 0
+
+
+def probe_command(argv: Sequence[str]) -> int:
+  config, workdir = _workdir_command(argv)
+  from unreal_nas_jax.train.probe import run_probe
+
+  summary = run_probe(config, workdir)
+  for name, last in summary['final'].items():
+    print(
+      f'{name}: epoch {summary["epochs"]} train_loss={last["train_loss"]:.4f} '
+      f'train_acc={last["train_acc"]:.4f}'
+    )
+  print(
+    f'curves of {len(summary["final"])} architectures in {os.path.join(workdir, "probe.jsonl")}'
+  )
   return 0
 
 
@@ -317,6 +336,7 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
   'genotype': genotype_command,
   'train': train_command,
   'eval': eval_command,
+  'probe': probe_command,
   # Imported when called: cli/analysis.py imports this module's helpers.
   'analyze': lambda argv: __import__('unreal_nas_jax.cli.analysis').cli.analysis.analyze_command(
     argv

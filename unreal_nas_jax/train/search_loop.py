@@ -309,7 +309,7 @@ def seeds_program(choice: str) -> str:
   return 'loop' if jax.default_backend() == 'cpu' else 'vmap'
 
 
-def _host_loop(step_fn, num_seeds: int, data_axis: int | None):
+def host_loop(step_fn, num_seeds: int, data_axis: int | None):
   """The 'loop' program: seed k's slice of the stacked trees through the single-seed step."""
   split = jax.jit(lambda tree: [seed_slice(tree, k, num_seeds) for k in range(num_seeds)])
   stack = jax.jit(lambda trees: jax.tree.map(lambda *x: jnp.stack(x), *trees))
@@ -389,7 +389,7 @@ def derive_genotype(config: ml_collections.ConfigDict, state) -> genotypes.Genot
   )
 
 
-def _one_seed_shapes(args, data_axis):
+def one_seed_shapes(args, data_axis):
   """One seed's shapes of the N-seed step arguments (state, sums, data, perms, lr, start)."""
 
   def drop_seed_axis(tree):
@@ -556,7 +556,7 @@ def _search(config, workdir, mesh, run: run_lib.Run) -> dict[str, Any]:
   example_args = (abstract['state'], init_sums(setup), setup.data, *epoch_inputs(setup, 0))
   looped = n > 1 and seeds_program(config.search.seeds_program) == 'loop'
   if looped:  # the single-seed program, compiled from one seed's shapes
-    example_args = _one_seed_shapes(example_args, setup.data_axis)
+    example_args = one_seed_shapes(example_args, setup.data_axis)
 
   def compile_ahead(names):
     """Starts compiling `names` (those at the configured batch at once, grown ones later)."""
@@ -587,7 +587,7 @@ def _search(config, workdir, mesh, run: run_lib.Run) -> dict[str, Any]:
       compiling.update(compile_ahead([name]))
     step_fn = startup.wait_compiled(compiling, name)
     if looped:
-      step_fn = _host_loop(step_fn, n, setup.data_axis)
+      step_fn = host_loop(step_fn, n, setup.data_axis)
     following = setup.step_name(epoch + 1) if epoch + 1 < setup.total_epochs else name
     if following not in compiling:
       compiling.update(compile_ahead([following]))  # behind this epoch
