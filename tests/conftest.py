@@ -24,21 +24,24 @@ jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
 jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
 
 
+# The sizes of every tiny search-space config (search, probe): C=4, 3 cells of 2 nodes, 8x8 images.
+TINY_SIZES = {
+  'data__num_examples': 32,
+  'data__num_classes': 10,
+  'data__image_size': 8,
+  'model__channels': 4,
+  'model__layers': 3,
+  'model__steps': 2,
+  'model__multiplier': 2,
+}
+
+
 def tiny_search_config(**overrides):
-  """A search config that compiles and runs in seconds: C=4, 3 cells, 8x8, 64 examples."""
+  """A search config that compiles and runs in seconds: C=4, 3 cells, 8x8, 32 examples."""
   config = load_config('configs/search.py:rlrn,quick')
-  config.data.num_examples = 32
-  config.data.num_classes = 10
-  config.data.image_size = 8
-  config.model.channels = 4
-  config.model.layers = 3
-  config.model.steps = 2
-  config.model.multiplier = 2
-  config.search.batch_size = 8
-  config.search.warmup_epochs = 1
-  config.search.epochs = 2
-  config.log.progress = 'none'
-  return apply_overrides(config, overrides)
+  fields = {**TINY_SIZES, 'search__batch_size': 8, 'search__warmup_epochs': 1}
+  fields.update({'search__epochs': 2, 'log__progress': 'none'})
+  return apply_overrides(config, {**fields, **overrides})
 
 
 def apply_overrides(config, overrides):

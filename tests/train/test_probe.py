@@ -6,6 +6,7 @@ import jax
 import numpy as np
 import pytest
 
+from tests.conftest import TINY_SIZES, apply_overrides
 from unreal_nas_jax import checkpointing
 from unreal_nas_jax.analysis import runs, tensorboard
 from unreal_nas_jax.cli.main import main
@@ -21,17 +22,8 @@ from unreal_nas_jax.train import probe, startup
 def tiny_probe_config(**probe_fields):
   """A probe that compiles and runs in seconds: C=4, 3 cells, 2 nodes, 8x8, 32 examples."""
   config = load_config('configs/probe.py:rlrn,quick')
-  config.data.num_examples = 32
-  config.data.num_classes = 10
-  config.data.image_size = 8
-  config.model.channels = 4
-  config.model.layers = 3
-  config.model.steps = 2
-  config.model.multiplier = 2
-  config.probe.batch_size = 8
-  config.probe.epochs = 2
-  config.log.progress = 'none'
-  config.log.tensorboard = False  # TensorFlow's import is slow; one test turns it on
+  fields = {**TINY_SIZES, 'probe__batch_size': 8, 'probe__epochs': 2, 'log__progress': 'none'}
+  config = apply_overrides(config, {**fields, 'log__tensorboard': False})  # one test turns it on
   config.probe.update(probe_fields)
   return config
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ml_collections
 
 from unreal_nas_jax.config_utils import (
+  get,
   require,
   require_choice,
   require_range,
@@ -134,13 +135,7 @@ def validate_search_config(config: ml_collections.ConfigDict) -> None:
     config.search.epochs,
     'warmup_epochs + epochs >= 1',
   )
-  require_range(config, 'search.batch_size', 1, integer=True)
-  require(
-    config.search.batch_size <= config.data.num_examples,
-    'search.batch_size',
-    config.search.batch_size,
-    f'at most data.num_examples={config.data.num_examples}',
-  )
+  require_batch_fits_data(config, 'search.batch_size')
   require_choice(config, 'search.alpha_init', ALPHA_INITS)
   require_range(config, 'search.alpha_init_scale', 0)
 
@@ -150,3 +145,11 @@ def validate_search_config(config: ml_collections.ConfigDict) -> None:
   require_range(config, 'optim.arch_b2', 0, 1, high_open=True)
   require_range(config, 'optim.arch_eps', 0, low_open=True)
   require_range(config, 'optim.arch_weight_decay', 0)
+
+
+def require_batch_fits_data(config: ml_collections.ConfigDict, key: str) -> None:
+  """`key` (a global batch) is a positive integer of at most `data.num_examples`."""
+  require_range(config, key, 1, integer=True)
+  batch = get(config, key)
+  limit = config.data.num_examples
+  require(batch <= limit, key, batch, f'at most data.num_examples={limit}')

@@ -43,7 +43,7 @@ from unreal_nas_jax.data import search_data
 from unreal_nas_jax.files import write_json_atomic, write_text_atomic
 from unreal_nas_jax.search import darts, sgas
 from unreal_nas_jax.search.arch import CELLS
-from unreal_nas_jax.search.validate import validate_search_config
+from unreal_nas_jax.search.validate import require_batch_fits_data, validate_search_config
 from unreal_nas_jax.space import genotypes, sampling
 from unreal_nas_jax.space.primitives import PRIMITIVES, edge_list, num_edges
 from unreal_nas_jax.train import genotype_source, outputs, search_loop, startup
@@ -111,14 +111,8 @@ def validate_probe_config(config: ml_collections.ConfigDict) -> None:
     'a comma-separated list of published names, genotype.json files or search workdirs',
   )
   require_range(config, 'probe.epochs', 1, integer=True)
-  require_range(config, 'probe.batch_size', 1, integer=True)
   require_range(config, 'data.num_examples', 1, integer=True)
-  require(
-    config.probe.batch_size <= config.data.num_examples,
-    'probe.batch_size',
-    config.probe.batch_size,
-    f'at most data.num_examples={config.data.num_examples}',
-  )
+  require_batch_fits_data(config, 'probe.batch_size')
   require_choice(config, 'probe.program', PROGRAMS)
   validate_search_config(search_view(config, 1))
 
