@@ -67,7 +67,9 @@ def test_search_step_record_has_its_phases_and_program_size():
 
 
 def test_seeds_record_compares_one_program_with_sequential_steps():
-  config = tiny_search_config(search__num_seeds=2)
+  # The N-seed programs of tests/train/test_seeds.py (one dataset per seed), so that whichever
+  # runs second finds them in the persistent compile cache.
+  config = tiny_search_config(search__num_seeds=2, search__seeds_share_data=False)
   (record,) = bench.run_bench(config, cases=['seeds'], steps=1)
   assert record['case'] == 'seeds' and record['num_seeds'] == 2 and record['auto'] == 'loop'
   assert record['single_seed']['num_seeds'] == 1
