@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from typing import Any
 
 import jax
@@ -373,25 +372,19 @@ def _probe(config, workdir, mesh, run: run_lib.Run, writer, architectures) -> di
   last: list[dict[str, Any]] = []
   for epoch in range(start_epoch, epochs):
     inputs = epoch_inputs(setup, epoch)
-    resumed = epoch == start_epoch and done
-    sums = restored_sums if resumed else search_loop.init_sums(s)
-    check = _check_finite(setup, epoch, steps, workdir)
-    t0 = time.perf_counter()
-    state, sums = run.steps(
+    done_before = done if epoch == start_epoch else 0  # steps run before a resume
+    state, sums, wall_s = run.steps(
       epoch=epoch,
       phase=PHASE,
-      done=done if epoch == start_epoch else 0,
+      done=done_before,
       steps=steps,
       epoch_start=epoch * steps,
       step=lambda state, sums, i, x=inputs: step_fn(state, sums, s.data, *x),
       state=state,
-      sums=sums,
-      check=check,
+      sums=restored_sums if done_before else search_loop.init_sums(s),
+      check=_check_finite(setup, epoch, steps, workdir),
       record=lambda i, epoch=epoch: {'epoch': epoch, 'step_in_epoch': i, 'phase': PHASE},
     )
-    sums = jax.device_get(sums)
-    wall_s = time.perf_counter() - t0
-    check(sums)
     run.save(
       (epoch + 1) * steps,
       {'state': state, 'sums': search_loop.init_sums(s)},

@@ -23,7 +23,6 @@ import dataclasses
 import functools
 import itertools
 import math
-import time
 from contextlib import nullcontext
 from typing import Any
 
@@ -539,7 +538,7 @@ def check_classes(workdir: str, spec: train_pipeline.PipelineSpec, *, write: boo
 def _check_genotype(workdir: str, genotype: genotypes.Genotype) -> None:
   path = files.join(workdir, 'genotype.json')
   if files.exists(path):
-    saved = genotypes.genotype_from_json(files.read_json(path))
+    saved = genotypes.load_genotype(path)
     if saved != genotype:
       raise ConfigError(
         f'workdir {workdir!r} trains another genotype ({path}); the one given now differs: '
@@ -631,33 +630,27 @@ def _train(config, workdir, setup: TrainSetup, run: run_lib.Run, steps: int) -> 
   for epoch in range(start_epoch, epochs):
     lr = jnp.asarray(setup.lr(epoch), jnp.float32)
     drop_prob = jnp.asarray(setup.drop_prob(epoch), jnp.float32)
-    resumed = epoch == start_epoch and done
-    sums = items['sums'] if resumed else parallel.replicate(epoch_sums(), setup.mesh)
+    done_before = done if epoch == start_epoch else 0  # steps run before a resume
     if epoch == start_epoch:
       batches = itertools.chain([first_batch], batches)
     else:
       batches = train_batches(setup, epoch)
-    check = _check_finite(epoch)
-    t0 = time.perf_counter()
-    state, sums = run.steps(
+    state, sums, wall_s = run.steps(
       epoch=epoch,
       phase='train',
-      done=done if epoch == start_epoch else 0,
+      done=done_before,
       steps=steps,
       epoch_start=epoch * steps,
       step=lambda state, sums, i, b=batches, lr=lr, p=drop_prob: train_step(
         state, sums, next(b), lr, p
       ),
       state=state,
-      sums=sums,
-      check=check,
+      sums=items['sums'] if done_before else parallel.replicate(epoch_sums(), setup.mesh),
+      check=_check_finite(epoch),
       record=lambda i, epoch=epoch: {'epoch': epoch, 'step_in_epoch': i},
     )
-    sums = jax.device_get(sums)
-    wall_s = time.perf_counter() - t0
-    check(sums)
     count = float(sums['count'])
-    steps_run = steps - (done if epoch == start_epoch else 0)
+    steps_run = steps - done_before
     record = {
       'epoch': epoch + 1,
       'step': int(jax.device_get(state.step)),

@@ -182,13 +182,15 @@ class Run:
     sums: Any,
     check: Callable[[Any], None],
     record: Callable[[int], dict[str, Any]],
-  ) -> tuple[Any, Any]:
-    """Runs steps `done + 1 .. steps` of 0-based `epoch`; returns (state, sums).
+  ) -> tuple[Any, Any, float]:
+    """Runs steps `done + 1 .. steps` of 0-based `epoch`; returns (state, the epoch's sums on the
+    host, already checked, and the seconds the steps took).
 
     `step(state, sums, i)` runs 1-based step i; `check(host_sums)` raises NonFiniteLossError;
     `record(i)` is the checkpoint record after step i. Mid-epoch checkpoints and a stop on a
     signal happen here; the epoch end is the loop's (`save`, then `stop_if_requested`).
     """
+    t0 = time.perf_counter()
     self.progress.start_epoch(epoch, phase, steps, done=done)
     self.checkpoint_seconds = 0.0
     sync_every = self.config.log.sync_every_steps
@@ -212,7 +214,10 @@ class Run:
       if stop:
         self.progress.end_epoch('')
         self.raise_preempted(epoch, i, steps, epoch_start + i)
-    return state, sums
+    sums = jax.device_get(sums)
+    wall_s = time.perf_counter() - t0
+    check(sums)
+    return state, sums, wall_s
 
   def _checkpoint_due(self, global_step: int) -> bool:
     c = self.config.checkpoint

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import time
 from typing import Any
 
 import jax
@@ -592,30 +591,23 @@ def _search(config, workdir, mesh, run: run_lib.Run) -> dict[str, Any]:
     if following not in compiling:
       compiling.update(compile_ahead([following]))  # behind this epoch
     inputs = epoch_inputs(setup, epoch)
-    sums = restored_sums if (epoch == start_epoch and done) else init_sums(setup)
-    epoch_start = setup.epoch_start(epoch)
-    check = _check_finite(setup, epoch, steps, workdir)
-    t0 = time.perf_counter()
-    state, sums = run.steps(
+    done_before = done if epoch == start_epoch else 0  # steps run before a resume
+    state, sums, wall_s = run.steps(
       epoch=epoch,
       phase=phase,
-      done=done if epoch == start_epoch else 0,
+      done=done_before,
       steps=steps,
-      epoch_start=epoch_start,
+      epoch_start=setup.epoch_start(epoch),
       step=lambda state, sums, i, fn=step_fn, x=inputs: fn(state, sums, setup.data, *x),
       state=state,
-      sums=sums,
-      check=check,
+      sums=restored_sums if done_before else init_sums(setup),
+      check=_check_finite(setup, epoch, steps, workdir),
       record=lambda i, epoch=epoch, phase=phase: {
         'epoch': epoch,
         'step_in_epoch': i,
         'phase': phase,
       },
     )
-    sums = jax.device_get(sums)
-    wall_s = time.perf_counter() - t0
-    steps_run = steps - (done if epoch == start_epoch else 0)
-    check(sums)
 
     scores = None
     if config.search.method == 'sgas' and phase == 'search':
@@ -631,7 +623,7 @@ def _search(config, workdir, mesh, run: run_lib.Run) -> dict[str, Any]:
         wall_s,
         None if scores is None else seed_slice(scores, k, n),
         seed=setup.seed(k) if n > 1 else None,
-        examples_timed=steps_run * setup.batch_size(epoch),
+        examples_timed=(steps - done_before) * setup.batch_size(epoch),
       )
       for k in range(n)
     ]
