@@ -703,9 +703,7 @@ def run_eval(workdir: str, *, mesh=None) -> dict[str, Any]:
     config.genotype = genotype_path  # the cell the checkpoint was trained with
   setup = build_train(config, mesh)
   check_classes(workdir, setup.spec, write=False)
-  manager = checkpointing.make_manager(
-    config.checkpoint.get('dir', '') or files.join(workdir, 'checkpoints')
-  )
+  manager = checkpointing.make_manager(run_lib.checkpoint_dir(config, workdir))
   timer = timing.Phases()
   try:
     with timer('restore checkpoint'):

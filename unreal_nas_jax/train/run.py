@@ -89,6 +89,11 @@ class StopSignals:
     return False
 
 
+def checkpoint_dir(config: ml_collections.ConfigDict, workdir: str) -> str:
+  """Where a run's checkpoints are: `checkpoint.dir`, or WORKDIR/checkpoints."""
+  return config.checkpoint.get('dir', '') or files.join(workdir, 'checkpoints')
+
+
 class Run:
   """The workdir, checkpoints, phases, progress and signals of one search or retraining run.
 
@@ -111,8 +116,7 @@ class Run:
     self.config, self.workdir = config, workdir
     self.epochs_at, self.total_epochs = epochs_at, total_epochs
     outputs.prepare_workdir(workdir)
-    checkpoint_dir = config.checkpoint.get('dir', '') or files.join(workdir, 'checkpoints')
-    self.manager = checkpointing.make_manager(checkpoint_dir)
+    self.manager = checkpointing.make_manager(checkpoint_dir(config, workdir))
     outputs.check_config(workdir, to_dict(config), has_checkpoint=bool(self.manager.all_steps()))
     self.timer = timing.Phases(enabled=config.log.progress != 'none' and outputs.is_writer())
     self.progress = outputs.Progress(config.log.progress, config.log.every_steps, total_epochs)
