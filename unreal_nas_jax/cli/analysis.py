@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from absl import flags
 
 from unreal_nas_jax.cli.main import HelpRequested, UsageError, _parse
-from unreal_nas_jax.config_utils import ConfigError
 
 ANALYSES = ('difficulty', 'rank')
 PLOT_KINDS = ('all', 'skip', 'alphas', 'loss', 'sweep')
@@ -145,33 +144,8 @@ def _rank(argv: Sequence[str]) -> int:
   return 0
 
 
-def _as_one_process_errors(command: Callable[[], int]) -> int:
-  """Runs `command`, turning --help into exit status 0 and a UsageError into a ConfigError.
-
-  Under `python -m unreal_nas_jax.cli.main` the running main() is module `__main__`, and this
-  module's `from unreal_nas_jax.cli.main import ...` loads a second copy whose exception classes
-  that main() does not catch; ConfigError has one class however the command was started, and
-  main() prints it exactly as a UsageError (one line, exit status 2).
-  """
-  try:
-    return command()
-  except HelpRequested:
-    return 0
-  except UsageError as e:
-    raise ConfigError(str(e)) from None
-
-
 def analyze_command(argv: Sequence[str]) -> int:
   """`unreal-nas analyze difficulty|rank ...` (module docstring)."""
-  return _as_one_process_errors(lambda: _analyze(argv))
-
-
-def plot_command(argv: Sequence[str]) -> int:
-  """`unreal-nas plot WORKDIR... --out=FILE [--kind=...] [--metric=...]` (module docstring)."""
-  return _as_one_process_errors(lambda: _plot(argv))
-
-
-def _analyze(argv: Sequence[str]) -> int:
   if len(argv) >= 2 and argv[1] in ('-h', '--help', 'help'):
     print(__doc__.split('\n\n')[1])
     raise HelpRequested
@@ -183,7 +157,8 @@ def _analyze(argv: Sequence[str]) -> int:
   return action([f'{argv[0]} {argv[1]}', *argv[2:]])
 
 
-def _plot(argv: Sequence[str]) -> int:
+def plot_command(argv: Sequence[str]) -> int:
+  """`unreal-nas plot WORKDIR... --out=FILE [--kind=...] [--metric=...]` (module docstring)."""
   fv = flags.FlagValues()
   _define_out(fv)
   flags.DEFINE_enum(

@@ -111,7 +111,8 @@ def _resolve_config_flag(argv: Sequence[str]) -> list[str]:
   (`--config=rlrn,quick`) names a preset of the command's config file."""
   from unreal_nas_jax.config_utils import resolve_config_spec
 
-  default_file = {' train': 'train.py', ' probe': 'probe.py'}.get(argv[0][-6:], 'search.py')
+  command = argv[0].split()[-1]  # 'unreal-nas train' -> 'train'
+  default_file = {'train': 'train.py', 'probe': 'probe.py'}.get(command, 'search.py')
   out, args = [], list(argv)
   i = 0
   while i < len(args):
@@ -322,6 +323,18 @@ def genotype_command(argv: Sequence[str]) -> int:
   return 0
 
 
+def analyze_command(argv: Sequence[str]) -> int:
+  from unreal_nas_jax.cli import analysis  # it imports this module's helpers: import when called
+
+  return analysis.analyze_command(argv)
+
+
+def plot_command(argv: Sequence[str]) -> int:
+  from unreal_nas_jax.cli import analysis
+
+  return analysis.plot_command(argv)
+
+
 def _load_config(fv: flags.FlagValues):
   config = fv.config
   if config is None:
@@ -337,11 +350,8 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
   'train': train_command,
   'eval': eval_command,
   'probe': probe_command,
-  # Imported when called: cli/analysis.py imports this module's helpers.
-  'analyze': lambda argv: __import__('unreal_nas_jax.cli.analysis').cli.analysis.analyze_command(
-    argv
-  ),
-  'plot': lambda argv: __import__('unreal_nas_jax.cli.analysis').cli.analysis.plot_command(argv),
+  'analyze': analyze_command,
+  'plot': plot_command,
 }
 
 
