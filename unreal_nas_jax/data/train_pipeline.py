@@ -644,6 +644,20 @@ def _fake_batches(spec, split, epoch, per_process, steps, start_step=0):
     yield {k: v[rows] for k, v in batch.items()}
 
 
+def batch_shapes(spec: PipelineSpec) -> dict[str, jax.ShapeDtypeStruct]:
+  """Shapes and dtypes of a global training batch (every path yields these)."""
+  b, size = spec.batch_size, spec.image_size
+  shapes = {
+    'image': jax.ShapeDtypeStruct((b, size, size, spec.image_channels), jnp.float32),
+    'label': jax.ShapeDtypeStruct((b,), jnp.int32),
+    'mask': jax.ShapeDtypeStruct((b,), jnp.float32),
+  }
+  if spec.multilabel:
+    shapes['label'] = jax.ShapeDtypeStruct((b, spec.num_classes), jnp.float32)
+    shapes['label_mask'] = jax.ShapeDtypeStruct((b, spec.num_classes), jnp.float32)
+  return shapes
+
+
 def uses_device(spec: PipelineSpec, train_examples: int | None = None) -> bool:
   """Whether batches are gathered and augmented on the device (`on_device`, module docstring).
 

@@ -30,16 +30,17 @@ from unreal_nas_jax.ops import cpu_kernels
 DEPTHWISE_IMPLS = ('xla', 'native', 'shift')
 
 
-def resolve_depthwise_impl(impl: str, dtype=jnp.float32) -> str:
-  """The concrete implementation for `impl`: 'auto' is 'xla' on GPU and TPU, and on the CPU
-  'native' (the compiled kernels, float32 and float64) where they build, else 'shift'. 'native'
-  falls back to 'shift' for other dtypes or where the kernels cannot be built."""
+def resolve_depthwise_impl(impl: str, dtype=jnp.float32, platform: str | None = None) -> str:
+  """The concrete implementation for `impl` on `platform` ('cpu', 'gpu', 'tpu'; default JAX's
+  default backend): 'auto' is 'xla' on GPU and TPU, and on the CPU 'native' (the compiled
+  kernels, float32 and float64) where they build, else 'shift'. 'native' falls back to 'shift'
+  for other dtypes or where the kernels cannot be built."""
   if impl not in ('auto', *DEPTHWISE_IMPLS):
     raise ValueError(
       f'depthwise impl {impl!r} is not allowed; allowed: auto, {", ".join(DEPTHWISE_IMPLS)}'
     )
   if impl == 'auto':
-    impl = 'native' if jax.default_backend() == 'cpu' else 'xla'
+    impl = 'native' if (platform or jax.default_backend()) == 'cpu' else 'xla'
   if impl == 'native':
     native_dtype = jnp.dtype(dtype) in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64))
     if not (native_dtype and cpu_kernels.available()):

@@ -47,7 +47,7 @@ from unreal_nas_jax.data import label_csv, train_pipeline
 from unreal_nas_jax.data.datasets import CHEXPERT_COMPETITION_LABELS, CHEXPERT_LABELS, DATASETS
 from unreal_nas_jax.models import eval_network
 from unreal_nas_jax.models.layers import params_key
-from unreal_nas_jax.ops.depthwise import DEPTHWISE_IMPLS
+from unreal_nas_jax.ops.depthwise import DEPTHWISE_IMPLS, resolve_depthwise_impl
 from unreal_nas_jax.space import genotypes
 from unreal_nas_jax.train import metrics, outputs, startup
 from unreal_nas_jax.train import run as run_lib
@@ -216,7 +216,7 @@ def build_train(config: ml_collections.ConfigDict, mesh=None) -> TrainSetup:
     channels=m.channels,
     layers=m.layers,
     auxiliary=m.auxiliary,
-    depthwise_impl=m.depthwise_impl,
+    depthwise_impl=resolve_depthwise_impl(m.depthwise_impl, platform=parallel.mesh_platform(mesh)),
   )
   tx = optim.weight_sgd(
     weight_decay=config.optim.weight_decay,

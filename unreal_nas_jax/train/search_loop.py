@@ -25,6 +25,7 @@ from unreal_nas_jax.data import search_data
 from unreal_nas_jax.files import write_json_atomic
 from unreal_nas_jax.models.layers import params_key
 from unreal_nas_jax.models.supernet import SearchNetwork
+from unreal_nas_jax.ops.depthwise import resolve_depthwise_impl
 from unreal_nas_jax.search import arch, darts, derivation, sgas
 from unreal_nas_jax.search.state import SearchState
 from unreal_nas_jax.search.validate import validate_search_config
@@ -52,6 +53,11 @@ class SearchSetup:
   @property
   def num_seeds(self) -> int:
     return self.config.search.num_seeds
+
+  @property
+  def seeds_program(self) -> str:
+    """How the N seeds run on this mesh's platform (`seeds_program`)."""
+    return seeds_program(self.config.search.seeds_program, parallel.mesh_platform(self.mesh))
 
   def seed(self, k: int) -> int:
     """The seed (weights, alphas, epoch order) of the k-th of `num_seeds` searches."""
@@ -121,14 +127,17 @@ def build_search(
   mesh: jax.sharding.Mesh | None = None,
   *,
   workdir: str | None = None,
+  abstract: bool = False,
 ):
   """Builds the model, data, optimizers and mesh of a search from a validated `config`.
 
   `workdir` (optional) lets the data reuse what an earlier start of the run kept there (the
-  fractal systems of rlgd); nothing is written.
+  fractal systems of rlgd); nothing is written. `abstract`: the data as shapes only (nothing
+  built, read or placed), for compiling the steps for a mesh of another machine's devices.
   """
   mesh = _search_mesh(config, mesh)
   m, o = config.model, config.optim
+  platform = parallel.mesh_platform(mesh)
   model = SearchNetwork(
     num_classes=config.data.num_classes,
     channels=m.channels,
@@ -136,11 +145,16 @@ def build_search(
     steps=m.steps,
     multiplier=m.multiplier,
     stem_multiplier=m.stem_multiplier,
-    depthwise_impl=m.depthwise_impl,
+    depthwise_impl=resolve_depthwise_impl(m.depthwise_impl, platform=platform),
     partial_channels=config.search.partial_channels if config.search.method == 'pc_darts' else 1,
   )
   n, shared = config.search.num_seeds, config.search.seeds_share_data
-  if n == 1 or shared:
+  if abstract:
+    data = search_data.make_search_data(config.data, config.data_seed, abstract=True)
+    arrays, artifacts = data.arrays, {}
+    if not (n == 1 or shared):
+      arrays = jax.tree.map(lambda a: jax.ShapeDtypeStruct((n, *a.shape), a.dtype), arrays)
+  elif n == 1 or shared:
     data = search_data.make_search_data(config.data, config.data_seed, workdir=workdir)
     arrays, artifacts = data.arrays, data.artifacts
   else:
@@ -168,7 +182,7 @@ def build_search(
     config=config,
     mesh=mesh,
     model=model,
-    data=parallel.replicate(arrays, mesh),
+    data=parallel.abstract(arrays, mesh) if abstract else parallel.replicate(arrays, mesh),
     batch_fn=data.batch_fn,
     artifacts=artifacts,
     weight_sgd=weight_sgd,
@@ -287,7 +301,7 @@ def make_step_fn(setup: SearchSetup, phase: str, batch_size: int | None = None):
     ),
     mesh=setup.mesh,
   )
-  program = seeds_program(config.search.seeds_program)
+  program = setup.seeds_program
   if setup.num_seeds > 1 and program != 'loop':
     step = _over_seeds(step, setup.data_axis, program)
   replicated = parallel.replicated(setup.mesh)
@@ -297,15 +311,16 @@ def make_step_fn(setup: SearchSetup, phase: str, batch_size: int | None = None):
 SEEDS_PROGRAMS = ('auto', 'vmap', 'map', 'loop')
 
 
-def seeds_program(choice: str) -> str:
+def seeds_program(choice: str, platform: str | None = None) -> str:
   """How N seeds run. 'vmap': one vectorised step; 'map': one step that loops over the seeds
   inside the program; 'loop': the single-seed step called once per seed, so every seed is
   bit-identical to a single run. 'auto': 'vmap' on accelerators, where it fills idle parallel
   hardware; 'loop' on CPU, where there is none to fill (vmap and map were within 15% of it there,
-  and their reordered float32 sums can flip near-tied alphas)."""
+  and their reordered float32 sums can flip near-tied alphas). `platform`: the mesh's (default
+  JAX's default backend)."""
   if choice != 'auto':
     return choice
-  return 'loop' if jax.default_backend() == 'cpu' else 'vmap'
+  return 'loop' if (platform or jax.default_backend()) == 'cpu' else 'vmap'
 
 
 def host_loop(step_fn, num_seeds: int, data_axis: int | None):
@@ -363,6 +378,10 @@ def _over_seeds(step, data_axis: int | None, program: str):
 
 def epoch_inputs(setup: SearchSetup, epoch: int):
   """This epoch's example orders, learning rate and first global step, as replicated arrays."""
+  return parallel.replicate(_epoch_values(setup, epoch), setup.mesh)
+
+
+def _epoch_values(setup: SearchSetup, epoch: int):
   config = setup.config
   perms = [
     search_data.epoch_permutations(setup.seed(k), epoch, config.data.num_examples)
@@ -373,7 +392,18 @@ def epoch_inputs(setup: SearchSetup, epoch: int):
   )
   lr = jnp.asarray(setup.lr(epoch), jnp.float32)
   start = jnp.asarray(setup.epoch_start(epoch), jnp.int32)
-  return parallel.replicate((*perms, lr, start), setup.mesh)
+  return (*perms, lr, start)
+
+
+def abstract_step_args(setup: SearchSetup):
+  """The step's arguments (state, sums, data, train_perm, val_perm, lr, epoch_start) as shapes
+  with the mesh's shardings: what its programs are lowered from, nothing computed or placed."""
+  return (
+    abstract_state(setup),
+    parallel.abstract_replicated(lambda: new_sums(setup), setup.mesh),
+    parallel.abstract(setup.data, setup.mesh),
+    *parallel.abstract_replicated(lambda: _epoch_values(setup, 0), setup.mesh),
+  )
 
 
 def derive_genotype(config: ml_collections.ConfigDict, state) -> genotypes.Genotype:
@@ -552,8 +582,8 @@ def _search(config, workdir, mesh, run: run_lib.Run) -> dict[str, Any]:
   programs = {}
   for e in range(first_epoch, setup.total_epochs):
     programs.setdefault(setup.step_name(e), (setup.phase(e), setup.batch_size(e)))
-  example_args = (abstract['state'], init_sums(setup), setup.data, *epoch_inputs(setup, 0))
-  looped = n > 1 and seeds_program(config.search.seeds_program) == 'loop'
+  example_args = abstract_step_args(setup)
+  looped = n > 1 and setup.seeds_program == 'loop'
   if looped:  # the single-seed program, compiled from one seed's shapes
     example_args = one_seed_shapes(example_args, setup.data_axis)
 
