@@ -108,17 +108,34 @@ class BatchNorm(nn.Module):
 
 
 class Pointwise(nn.Module):
-  """1x1 convolution as a matmul over channels (the fastest form on every backend)."""
+  """1x1 convolution as a matmul over channels (the fastest form on every backend), of the
+  pixels `offset`, `offset + stride`, ... of each row and column."""
 
   features: int
   stride: int = 1
+  offset: int = 0
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    if self.stride > 1:
-      x = x[:, :: self.stride, :: self.stride, :]
+    if self.stride > 1 or self.offset:
+      x = strided_pixels(x, self.stride, self.offset)
     kernel = self.param('kernel', torch_default_init, (1, 1, x.shape[-1], self.features))
     return jnp.einsum('nhwc,cd->nhwd', x, kernel[0, 0].astype(x.dtype))
+
+
+def strided_pixels(x: jax.Array, stride: int, offset: int = 0) -> jax.Array:
+  """Pixels offset, offset + stride, ... of every row and column of (..., H, W, C).
+
+  For H and W divisible by the stride this is a reshape and a plain slice, not a strided slice:
+  a strided slice of a concatenation of slices feeding a matrix product aborts XLA:GPU's
+  Triton GEMM fusion (jaxlib 0.10.2, triton_tiling_propagation.cc "subdim_size_accumulator ==
+  dim_size"; tests/models/test_gpu_compile.py). Same elements, so the same results everywhere.
+  """
+  *lead, h, w, c = x.shape
+  if h % stride or w % stride:
+    return x[..., offset::stride, offset::stride, :]
+  x = x.reshape(*lead, h // stride, stride, w // stride, stride, c)
+  return x[..., offset, :, offset, :]
 
 
 class Depthwise(nn.Module):
@@ -198,7 +215,7 @@ class FactorizedReduce(nn.Module):
     x = nn.relu(x)
     half = self.features // 2
     a = Pointwise(half, stride=2)(x)
-    b = Pointwise(half, stride=2)(x[:, 1:, 1:, :])
+    b = Pointwise(half, stride=2, offset=1)(x)
     return BatchNorm(self.affine)(jnp.concatenate([a, b], axis=-1), train)
 
 

@@ -51,6 +51,7 @@ from unreal_nas_jax.models.layers import (
   channel_shuffle,
   max_pool_2x2,
   max_pool_3x3,
+  strided_pixels,
   torch_default_bias_init,
   torch_default_init,
   uniform_fan_in_init,
@@ -200,7 +201,9 @@ class EdgeGroup(nn.Module):
       kernel = jnp.stack(
         [jnp.concatenate([ka, zeros], -1), jnp.concatenate([zeros, kb], -1)], axis=2
       )  # (S, E, 2, C, C)
-      halves = jnp.stack([r[:, :, ::2, ::2], r[:, :, 1::2, 1::2]], axis=-2)  # (S, N, H', W', 2, C)
+      halves = jnp.stack(
+        [strided_pixels(r, 2, 0), strided_pixels(r, 2, 1)], axis=-2
+      )  # (S,N,H',W',2,C)
       reduced = jnp.einsum('snhwjc,sejcd->senhwd', halves, kernel.astype(r.dtype))
       reduced = bn(reduced, 'skip_bn')
       out = out + _mix(reduced[:, None], op_weights('skip_connect'))
