@@ -21,7 +21,11 @@ setup(
   ],
   package_dir={'unreal_nas_jax.configs': 'configs'},
   # The CPU depthwise kernels are compiled from source on first use (unreal_nas_jax/ops).
-  package_data={'unreal_nas_jax.ops': ['depthwise_cpu.cc']},
+  package_data={
+    'unreal_nas_jax.ops': ['depthwise_cpu.cc'],
+    # Device descriptions of GPUs that `unreal-nas bench --target=gpu:...` compiles for.
+    'unreal_nas_jax.target_specs': ['*.txtpb'],
+  },
   install_requires=[
     'jax>=0.6.0',
     'flax>=0.10.4',
@@ -44,6 +48,11 @@ setup(
   ],
   extras_require={
     'test': ['pytest>=8.0', 'pytest-xdist>=3.5', 'chex>=0.1.88', 'ruff>=0.8'],
+    # Compile-only toolchains for `unreal-nas bench --target` (no device needed): libtpu pinned
+    # by the installed jax's own `tpu` extra; the CUDA PJRT plugin of the same version without
+    # the CUDA runtime wheels, and ptxas.
+    'tpu-aot': ['jax[tpu]'],
+    'gpu-aot': ['jax[cuda12-local]', 'nvidia-cuda-nvcc-cu12'],
   },
   entry_points={'console_scripts': ['unreal-nas=unreal_nas_jax.cli.main:entry_point']},
 )

@@ -10,7 +10,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / 'unreal_nas_jax'
 # Bottom to top; a module may import from its own layer and the layers below. Keep in step with
 # the README's Layout section.
 LAYERS = (
-  ('base', ('checkpointing', 'config_utils', 'files', 'optim', 'parallel', 'timing')),
+  ('base', ('checkpointing', 'config_utils', 'files', 'optim', 'parallel', 'targets', 'timing')),
   ('space, ops', ('space', 'ops')),
   ('data', ('data',)),
   ('models', ('models',)),

@@ -211,17 +211,34 @@ def bench_command(argv: Sequence[str]) -> int:
     'state and the CIFAR retraining state). '
     "With a search --config: steps, data (that config's), seeds (N seeds in one program "
     'against N single-seed steps; N = search.num_seeds, or 4); with a train config '
-    '(configs/train.py): its retraining step. Default: all of them.',
+    '(configs/train.py): its retraining step. Default: all of them (with --target: paper and '
+    "train_cifar, or the config's step).",
+    flag_values=fv,
+  )
+  flags.DEFINE_string(
+    'target',
+    None,
+    'Compile the step cases for an accelerator this machine does not have, without running '
+    'them: tpu:<chip>[:<topology>] (v5e, v6e, v5p; e.g. tpu:v5e:2x4 for a v5e-8) or '
+    'gpu:<name>[:<count>] (h100, h200). Prints compile seconds, device memory and whether it '
+    'fits, flops, bytes and the roofline bound per step. Needs the toolchain: pip install '
+    "'unreal_nas_jax[tpu-aot]' or '[gpu-aot]'.",
     flag_values=fv,
   )
   _parse(fv, argv)
+  if fv.target:
+    from unreal_nas_jax import targets  # before JAX starts a backend
+
+    targets.parse_target(fv.target)
+    targets.prepare_environment()
   _enable_compile_cache(fv.compile_cache)
   from unreal_nas_jax import bench
 
   config = _load_config(fv) if fv['config'].present or fv.config is not None else None
   orders = [int(o) for o in fv.orders]
   cases = fv.cases or None  # none given: all of them
-  for record in bench.run_bench(config, cases=cases, orders=orders, steps=fv.steps):
+  records = bench.run_bench(config, cases=cases, orders=orders, steps=fv.steps, target=fv.target)
+  for record in records:
     print(json.dumps(record), flush=True)
   return 0
 
@@ -370,6 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   from unreal_nas_jax.checkpointing import CheckpointError
   from unreal_nas_jax.config_utils import ConfigError
   from unreal_nas_jax.parallel import DeviceError
+  from unreal_nas_jax.targets import TargetError
   from unreal_nas_jax.train.run import NonFiniteLossError, Preempted
 
   def error(message: str, status: int) -> int:
@@ -380,7 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return COMMANDS[command]([f'unreal-nas {command}', *argv[2:]])
   except HelpRequested:
     return 0
-  except (UsageError, ConfigError, DeviceError, CheckpointError) as e:
+  except (UsageError, ConfigError, DeviceError, CheckpointError, TargetError) as e:
     return error(str(e), 2)
   except NonFiniteLossError as e:
     return error(str(e), 1)
