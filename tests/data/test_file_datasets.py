@@ -107,6 +107,34 @@ def test_chexpert_csv_batches(tmp_path):
   assert seen == {(1, 0): (1, 0), (0, 0): (1, 1), (0, 1): (0, 1)}
 
 
+def test_an_unzipped_chexpert_archive_is_found_in_data_dir(tmp_path):
+  # DIR/CheXpert-v1.0-small/{train,valid}.csv, image paths starting with CheXpert-v1.0-small/.
+  root = write_chexpert(tmp_path, rows_train=[['1'], ['0'], ['1']], labels=('Edema',), archive=True)
+  assert not (root / 'train.csv').exists()
+
+  def spec(**fields):
+    return train_pipeline.resolve(train_pipeline.PipelineSpec(
+      dataset='chexpert', image_size=8, batch_size=3, seed=0, data_dir=str(root), channels=1,
+      csv_label_columns=('Edema',), **fields))  # fmt: skip
+
+  found = spec()
+  train = train_pipeline.file_list(found, 'train')
+  image = root / 'CheXpert-v1.0-small/train/patient00000/study1/view1_frontal.jpg'
+  assert train.paths[0] == str(image) and train.labels[:, 0].tolist() == [1, 0, 1]
+  assert len(train_pipeline.file_list(found, 'valid').paths) == 6
+  (batch,) = train_pipeline.host_batches(found, 'train', 0)  # the images load
+  assert batch['image'].shape == (3, 8, 8, 1)
+  # Still overridable: a CSV of one's own in DIR is read instead.
+  lines = (root / 'CheXpert-v1.0-small/train.csv').read_text().splitlines()
+  (root / 'mine.csv').write_text('\n'.join(lines[:2]) + '\n')
+  assert len(train_pipeline.file_list(spec(csv_train='mine.csv'), 'train').paths) == 1
+  # Found nowhere: one line naming every place looked at.
+  with pytest.raises(
+    ConfigError, match=r'label CSV \S+/none.csv or \S+/CheXpert-v1.0-small/none.csv'
+  ):
+    spec(csv_eval='none.csv')
+
+
 def test_csv_errors_are_one_line(tmp_path):
   root = write_chexpert(tmp_path, labels=('Edema',), rows_train=[['1']])
   with pytest.raises(ConfigError, match=r"train.csv has no column 'Cardiomegaly'"):

@@ -97,7 +97,7 @@ class PipelineSpec:
   affine_degrees: float = 10.0
   affine_translate: float = 0.05  # fraction of the image size
   affine_scale: float = 0.05  # scale drawn from [1 - s, 1 + s]
-  csv_train: str = 'train.csv'  # relative to data_dir
+  csv_train: str = 'train.csv'  # relative to data_dir (label_csv.find_label_csv)
   csv_eval: str = 'valid.csv'
   csv_path_column: str = 'Path'
   csv_label_columns: tuple[str, ...] = CHEXPERT_LABELS
@@ -174,7 +174,7 @@ def file_list(spec: PipelineSpec, split: str) -> folder.FileList:
   else:
     csv_name = spec.csv_train if train else spec.csv_eval
     files = label_csv.read_label_csv(
-      _join(spec.data_dir, csv_name),
+      label_csv.find_label_csv(spec.data_dir, csv_name),
       spec.data_dir,
       spec.csv_path_column,
       tuple(spec.csv_label_columns),
@@ -187,12 +187,6 @@ def file_list(spec: PipelineSpec, split: str) -> folder.FileList:
     keep = np.random.default_rng([spec.seed, 0x5B5E7]).permutation(len(files))[:limit]
     files = files.take(np.sort(keep))
   return files
-
-
-def _join(directory: str, name: str) -> str:
-  import os
-
-  return name if os.path.isabs(name) else os.path.join(directory, name)
 
 
 def _stats(spec: PipelineSpec):
