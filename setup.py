@@ -32,6 +32,8 @@ setup(
     'absl-py>=2.1.0',
     'tqdm>=4.66',
     'matplotlib>=3.8',
+    # Kendall's tau and its p-value (analysis/ranking.py).
+    'scipy>=1.10',
     # tfds input pipelines (CIFAR/ImageNet); TensorFlow stays on the CPU.
     'tensorflow-datasets>=4.9.7',
     'tensorflow-cpu>=2.18; platform_machine == "x86_64"',
