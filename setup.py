@@ -39,7 +39,8 @@ setup(
     'tensorflow-cpu>=2.18; platform_machine == "x86_64"',
     'tensorflow>=2.18; platform_machine != "x86_64"',
     'importlib_resources>=6.0',
-    # Event files are written through tf.summary; this reads and shows them (`tensorboard --logdir`).
+    # Its protocol buffers and record framing write the event files (train/tensorboard.py, no
+    # TensorFlow); it shows them (`tensorboard --logdir`).
     'tensorboard>=2.18',
     'pillow>=10.0',
     'dill>=0.3.8',

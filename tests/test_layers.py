@@ -16,9 +16,9 @@ LAYERS = (
   ('data', ('data',)),
   ('models', ('models',)),
   ('search', ('search',)),
-  # The analyses share the loops' layer: the loops write TensorBoard events and probe records
-  # with analysis/ helpers, and analysis/ reads what the loops write.
-  ('train, analysis', ('train', 'analysis')),
+  ('train', ('train',)),
+  # The analyses read what the loops write (train/probe_format.py, train/tensorboard.py).
+  ('analysis', ('analysis',)),
   ('commands', ('bench', 'cli', 'torch_reference')),
 )
 LAYER_OF = {unit: rank for rank, (_, units) in enumerate(LAYERS) for unit in units}
