@@ -36,12 +36,15 @@ setup(
     'absl-py>=2.1.0',
     'tqdm>=4.66',
     'matplotlib>=3.8',
+    # Kendall's tau and its p-value (analysis/ranking.py).
+    'scipy>=1.10',
     # tfds input pipelines (CIFAR/ImageNet); TensorFlow stays on the CPU.
     'tensorflow-datasets>=4.9.7',
     'tensorflow-cpu>=2.18; platform_machine == "x86_64"',
     'tensorflow>=2.18; platform_machine != "x86_64"',
     'importlib_resources>=6.0',
-    # Event files are written through tf.summary; this reads and shows them (`tensorboard --logdir`).
+    # Its protocol buffers and record framing write the event files (train/tensorboard.py, no
+    # TensorFlow); it shows them (`tensorboard --logdir`).
     'tensorboard>=2.18',
     'pillow>=10.0',
     'dill>=0.3.8',

@@ -1,4 +1,5 @@
-"""Running the CLI in a subprocess, as a user would."""
+"""Helpers shared by the tests: the CLI in a subprocess as a user would run it, interrupted and
+resumed runs, TensorBoard events read back."""
 
 import json
 import os
@@ -135,3 +136,13 @@ def search_interrupted_then_resumed(config, workdir, monkeypatch, *, epoch: int)
     raise AssertionError(f'the search was not interrupted in epoch {epoch}')
   monkeypatch.setattr(search_loop, 'epoch_record', original)
   return search_loop.run_search(config, workdir)
+
+
+def read_scalars(logdir):
+  """{tag: {step: value}} of the scalar events in local directory `logdir`, read by TensorBoard's
+  own reader (its EventAccumulator, what `tensorboard --logdir` reads them with)."""
+  from tensorboard.backend.event_processing import event_accumulator
+
+  events = event_accumulator.EventAccumulator(str(logdir), size_guidance={'scalars': 0})
+  events.Reload()
+  return {tag: {e.step: e.value for e in events.Scalars(tag)} for tag in events.Tags()['scalars']}

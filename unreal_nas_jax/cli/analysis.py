@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from absl import flags
 
-from unreal_nas_jax.cli.main import HelpRequested, UsageError, _parse
+from unreal_nas_jax.cli.flags import HelpRequested, UsageError, parse_flags
 
 ANALYSES = ('difficulty', 'rank')
 PLOT_KINDS = ('all', 'skip', 'alphas', 'loss', 'sweep')
@@ -97,7 +97,7 @@ def _difficulty(argv: Sequence[str]) -> int:
     'Epochs the smoothed curve must stay in the band; 0: through the last epoch.',
     flag_values=fv,
   )
-  positional = _parse(fv, argv)
+  positional = parse_flags(fv, argv)
   dirs = positional[1:]
   if not dirs:
     raise UsageError('analyze difficulty needs at least one run directory (a probe run, search or '
@@ -140,7 +140,7 @@ def _rank(argv: Sequence[str]) -> int:
     lower_bound=1, flag_values=fv,
   )  # fmt: skip
   flags.DEFINE_enum('metric', 'train_acc', list(runs.PROBE_METRICS), 'Rank by.', flag_values=fv)
-  positional = _parse(fv, argv)
+  positional = parse_flags(fv, argv)
   if len(positional) != 3:
     raise UsageError(
       f'analyze rank takes two inputs (a probe run and a probe run or CSV), got {len(positional) - 1}'
@@ -188,7 +188,7 @@ def plot_command(argv: Sequence[str]) -> int:
     'searches, eval_top1 of training runs).',
     flag_values=fv,
   )
-  positional = _parse(fv, argv)
+  positional = parse_flags(fv, argv)
   workdirs = positional[1:]
   from unreal_nas_jax.analysis import plots, runs
 

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from collections.abc import Callable, Sequence
 
 from absl import flags
 from ml_collections import config_flags
+
+from unreal_nas_jax.cli import analysis
+from unreal_nas_jax.cli.flags import HelpRequested, UsageError, one_line, parse_flags
 
 USAGE = """usage: unreal-nas <command> [flags]
 
@@ -47,21 +49,6 @@ DEFAULT_COMPILE_CACHE = (
   or os.environ.get('JAX_COMPILATION_CACHE_DIR')
   or os.path.join('~', '.cache', 'unreal_nas_jax', 'xla')
 )
-
-
-class UsageError(Exception):
-  """A bad command line (one-line message)."""
-
-
-def _one_line(message: str) -> str:
-  """The first line of a message; for a traceback inside it, the final exception's text."""
-  lines = [line.strip() for line in str(message).strip().splitlines() if line.strip()]
-  if not lines:
-    return str(message)
-  if any(line.startswith('Traceback') for line in lines):
-    # ml_collections wraps errors raised by get_config() in the whole traceback.
-    return re.sub(r'^[A-Za-z_.]*(Error|Exception): ', '', lines[-1])
-  return lines[0]
 
 
 def _define_common(
@@ -101,48 +88,6 @@ def _enable_compile_cache(directory: str) -> None:
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
 
 
-class HelpRequested(Exception):
-  """--help was given: the command's flags have been printed."""
-
-
-def _resolve_config_flag(argv: Sequence[str]) -> list[str]:
-  """`--config=SPEC` with SPEC's file found for any working directory and installation: a path
-  that exists, else the packaged configs/search.py or configs/train.py; a bare preset
-  (`--config=rlrn,quick`) names a preset of the command's config file."""
-  from unreal_nas_jax.config_utils import resolve_config_spec
-
-  command = argv[0].split()[-1]  # 'unreal-nas train' -> 'train'
-  default_file = {'train': 'train.py', 'probe': 'probe.py'}.get(command, 'search.py')
-  out, args = [], list(argv)
-  i = 0
-  while i < len(args):
-    arg = args[i]
-    if arg.startswith('--config='):
-      out.append('--config=' + resolve_config_spec(arg.split('=', 1)[1], default_file))
-    elif arg == '--config' and i + 1 < len(args):
-      out.append('--config=' + resolve_config_spec(args[i + 1], default_file))
-      i += 1
-    else:
-      out.append(arg)
-    i += 1
-  return out
-
-
-def _parse(fv: flags.FlagValues, argv: Sequence[str]) -> list[str]:
-  """Parses the flags of `argv`; returns the positional arguments (argv[0] first)."""
-  if any(a in ('-h', '--help', '--helpshort', '--helpfull') for a in argv[1:]):
-    print(f'usage: {argv[0]} [flags]\n')
-    print(fv.get_help())
-    raise HelpRequested
-  argv = _resolve_config_flag(argv)
-  try:
-    return fv(list(argv))
-  except flags.Error as e:
-    raise UsageError(_one_line(str(e))) from None
-  except (ValueError, KeyError, AttributeError, TypeError, FileNotFoundError) as e:
-    raise UsageError(_one_line(str(e).strip('\'"'))) from None
-
-
 def _workdir_command(argv: Sequence[str]):
   """Parses --config, --workdir and --compile_cache of `search` and `train`; joins a multi-host
   run. Returns (config, workdir)."""
@@ -155,7 +100,7 @@ def _workdir_command(argv: Sequence[str]):
     flag_values=fv,
     required=True,
   )
-  _parse(fv, argv)
+  parse_flags(fv, argv)
   config = _load_config(fv)
   _enable_compile_cache(fv.compile_cache)
   from unreal_nas_jax import parallel  # keep --help fast
@@ -225,7 +170,7 @@ def bench_command(argv: Sequence[str]) -> int:
     "'unreal_nas_jax[tpu-aot]' or '[gpu-aot]'.",
     flag_values=fv,
   )
-  _parse(fv, argv)
+  parse_flags(fv, argv)
   if fv.target:
     from unreal_nas_jax import targets  # before JAX starts a backend
 
@@ -263,7 +208,7 @@ def data_command(argv: Sequence[str]) -> int:
     'Which half: weights (train) or architecture (val).',
     flag_values=fv,
   )
-  _parse(fv, [f'{argv[0]} preview', *argv[2:]])
+  parse_flags(fv, [f'{argv[0]} preview', *argv[2:]])
   config = _load_config(fv)
   from unreal_nas_jax.cli import preview
 
@@ -289,7 +234,7 @@ def eval_command(argv: Sequence[str]) -> int:
   flags.DEFINE_string(
     'compile_cache', DEFAULT_COMPILE_CACHE, 'Persistent XLA cache directory.', flag_values=fv
   )
-  _parse(fv, argv)
+  parse_flags(fv, argv)
   _enable_compile_cache(fv.compile_cache)
   from unreal_nas_jax.train.retrain import run_eval
 
@@ -303,7 +248,7 @@ def genotype_command(argv: Sequence[str]) -> int:
   flags.DEFINE_string(
     'plot', None, 'Also draw both cells into this file (.svg, .png or .pdf).', flag_values=fv
   )
-  positional = _parse(fv, argv)
+  positional = parse_flags(fv, argv)
   if len(positional) != 2:
     names = 'a published name (e.g. DARTS_V2), a genotype.json or a search workdir'
     raise UsageError(f'unreal-nas genotype takes one cell, got {len(positional) - 1}: {names}')
@@ -340,18 +285,6 @@ def genotype_command(argv: Sequence[str]) -> int:
   return 0
 
 
-def analyze_command(argv: Sequence[str]) -> int:
-  from unreal_nas_jax.cli import analysis  # it imports this module's helpers: import when called
-
-  return analysis.analyze_command(argv)
-
-
-def plot_command(argv: Sequence[str]) -> int:
-  from unreal_nas_jax.cli import analysis
-
-  return analysis.plot_command(argv)
-
-
 def _load_config(fv: flags.FlagValues):
   config = fv.config
   if config is None:
@@ -367,8 +300,8 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
   'train': train_command,
   'eval': eval_command,
   'probe': probe_command,
-  'analyze': analyze_command,
-  'plot': plot_command,
+  'analyze': analysis.analyze_command,
+  'plot': analysis.plot_command,
 }
 
 
@@ -391,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   from unreal_nas_jax.train.run import NonFiniteLossError, Preempted
 
   def error(message: str, status: int) -> int:
-    print(f'unreal-nas {command}: error: {_one_line(message)}', file=sys.stderr)
+    print(f'unreal-nas {command}: error: {one_line(message)}', file=sys.stderr)
     return status
 
   try:
@@ -415,8 +348,4 @@ def entry_point() -> None:
 
 
 if __name__ == '__main__':
-  # `python -m unreal_nas_jax.cli.main`: run the package's module, not this __main__ copy, so
-  # that its exception classes are the ones the other modules raise.
-  from unreal_nas_jax.cli import main as package_main
-
-  package_main.entry_point()
+  entry_point()

@@ -14,7 +14,7 @@ decisions, stacked on a leading axis and stepped by the warm-up step of the N-se
 checkpoints, resumes and stops them like a search. A step costs what a supernet step costs, every
 op being computed on every edge, however few the architecture uses.
 
-The workdir is the probe format of `analysis.runs` (config.json, architectures.json and
+The workdir is the probe format of `train.probe_format` (config.json, architectures.json and
 probe.jsonl, one line per architecture per epoch), plus checkpoints/.
 """
 
@@ -30,7 +30,6 @@ import ml_collections
 import numpy as np
 
 from unreal_nas_jax import files, parallel
-from unreal_nas_jax.analysis import runs, tensorboard
 from unreal_nas_jax.config_utils import (
   ConfigError,
   require,
@@ -45,7 +44,14 @@ from unreal_nas_jax.search.arch import CELLS
 from unreal_nas_jax.search.validate import require_batch_fits_data, validate_search_config
 from unreal_nas_jax.space import genotypes, sampling
 from unreal_nas_jax.space.primitives import PRIMITIVES, edge_list, num_edges
-from unreal_nas_jax.train import genotype_source, outputs, search_loop, startup
+from unreal_nas_jax.train import (
+  genotype_source,
+  outputs,
+  probe_format,
+  search_loop,
+  startup,
+  tensorboard,
+)
 from unreal_nas_jax.train import run as run_lib
 
 PROGRAMS = ('auto', 'vmap', 'map', 'loop')
@@ -261,7 +267,7 @@ class ProbeLog(outputs.MetricsLog):
 
   def __init__(self, workdir: str):
     super().__init__(workdir)
-    self.path = files.join(workdir, runs.PROBE_FILE)
+    self.path = files.join(workdir, probe_format.PROBE_FILE)
 
   def extend(self, records: list[dict[str, Any]]) -> None:
     if self._lines is None:
@@ -337,8 +343,8 @@ def _probe(config, workdir, mesh, run: run_lib.Run, writer, architectures) -> di
       if not files.exists(path):
         write_json_atomic(path, content, indent=1)
     write_json_atomic(
-      files.join(workdir, runs.ARCHITECTURES_FILE),
-      runs.architectures_document(setup.names, geno_json),
+      files.join(workdir, probe_format.ARCHITECTURES_FILE),
+      probe_format.architectures_document(setup.names, geno_json),
       indent=1,
     )
   log = ProbeLog(workdir)
@@ -394,7 +400,7 @@ def _probe(config, workdir, mesh, run: run_lib.Run, writer, architectures) -> di
     for j in range(k):
       one = search_loop.seed_slice(sums, j, k)
       last.append(
-        runs.probe_record(
+        probe_format.probe_record(
           setup.names[j],
           geno_json[j],
           epoch + 1,
@@ -417,7 +423,7 @@ def _probe(config, workdir, mesh, run: run_lib.Run, writer, architectures) -> di
     'workdir': workdir,
     'epochs': epochs,
     'architectures': setup.names,
-    'final': {r['architecture']: {m: r[m] for m in runs.PROBE_METRICS} for r in last},
+    'final': {r['architecture']: {m: r[m] for m in probe_format.PROBE_METRICS} for r in last},
     'program': program,
     'phase_seconds': timer.seconds,
     'state': state,

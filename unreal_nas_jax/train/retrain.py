@@ -34,7 +34,6 @@ import numpy as np
 import optax
 
 from unreal_nas_jax import checkpointing, files, optim, parallel, timing
-from unreal_nas_jax.analysis.tensorboard import train_epoch_scalars
 from unreal_nas_jax.config_utils import (
   ConfigError,
   require,
@@ -52,6 +51,7 @@ from unreal_nas_jax.space import genotypes
 from unreal_nas_jax.train import metrics, outputs, startup
 from unreal_nas_jax.train import run as run_lib
 from unreal_nas_jax.train.genotype_source import resolve_genotype
+from unreal_nas_jax.train.tensorboard import train_epoch_scalars
 
 LR_SCHEDULES = ('cosine', 'exponential')
 NETWORKS = ('auto', 'cifar', 'imagenet')

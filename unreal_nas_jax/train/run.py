@@ -28,9 +28,8 @@ import ml_collections
 import numpy as np
 
 from unreal_nas_jax import checkpointing, files, timing
-from unreal_nas_jax.analysis import tensorboard
 from unreal_nas_jax.config_utils import to_dict
-from unreal_nas_jax.train import outputs, startup
+from unreal_nas_jax.train import outputs, startup, tensorboard
 
 
 class NonFiniteLossError(RuntimeError):

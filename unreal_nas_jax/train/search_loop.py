@@ -20,7 +20,6 @@ import ml_collections
 import numpy as np
 
 from unreal_nas_jax import files, optim, parallel
-from unreal_nas_jax.analysis.tensorboard import search_epoch_scalars
 from unreal_nas_jax.data import search_data
 from unreal_nas_jax.files import write_json_atomic
 from unreal_nas_jax.models.layers import params_key
@@ -33,6 +32,7 @@ from unreal_nas_jax.space import genotypes
 from unreal_nas_jax.space.primitives import PRIMITIVES
 from unreal_nas_jax.train import outputs, startup
 from unreal_nas_jax.train import run as run_lib
+from unreal_nas_jax.train.tensorboard import search_epoch_scalars
 
 
 @dataclasses.dataclass
