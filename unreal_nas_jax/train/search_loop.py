@@ -23,7 +23,7 @@ from unreal_nas_jax import files, optim, parallel
 from unreal_nas_jax.data import search_data
 from unreal_nas_jax.files import write_json_atomic
 from unreal_nas_jax.models.layers import params_key
-from unreal_nas_jax.models.supernet import SearchNetwork
+from unreal_nas_jax.models.supernet import SearchNetwork, resolve_edge_form
 from unreal_nas_jax.ops.depthwise import resolve_depthwise_impl
 from unreal_nas_jax.search import arch, darts, derivation, sgas
 from unreal_nas_jax.search.state import SearchState
@@ -146,6 +146,7 @@ def build_search(
     multiplier=m.multiplier,
     stem_multiplier=m.stem_multiplier,
     depthwise_impl=resolve_depthwise_impl(m.depthwise_impl, platform=platform),
+    edge_form=resolve_edge_form(m.edge_form, platform),
     partial_channels=config.search.partial_channels if config.search.method == 'pc_darts' else 1,
   )
   n, shared = config.search.num_seeds, config.search.seeds_share_data
