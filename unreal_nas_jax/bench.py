@@ -267,7 +267,7 @@ def time_train_step(
 ) -> dict[str, Any]:
   """Compiles the retraining step of a train config and times it on one fake batch; with a
   `target`, compiles it for that machine from shapes instead."""
-  from unreal_nas_jax.data import train_pipeline
+  from unreal_nas_jax.data import pipeline
   from unreal_nas_jax.train import retrain, retrain_step
 
   input_rate = _input_rate(config, steps) if target is None else {}
@@ -287,7 +287,7 @@ def time_train_step(
   if target is not None:
     scalar = parallel.abstract(jax.ShapeDtypeStruct((), jax.numpy.float32), setup.mesh)
     batch = parallel.abstract(
-      train_pipeline.batch_shapes(setup.spec), setup.mesh, jax.sharding.PartitionSpec('data')
+      pipeline.batch_shapes(setup.spec), setup.mesh, jax.sharding.PartitionSpec('data')
     )
     args = (
       retrain.abstract_state(setup),
@@ -305,8 +305,8 @@ def time_train_step(
       compute_dtype=config.model.compute_dtype,
     )
     return {**header, 'batch': config.train.batch_size, **record, **sizes}
-  batches = train_pipeline.host_batches(setup.spec, 'train', 0)
-  batch = next(train_pipeline.global_batches(batches, setup.mesh))
+  batches = pipeline.host_batches(setup.spec, 'train', 0)
+  batch = next(pipeline.global_batches(batches, setup.mesh))
   with timer('init state'):
     state = jax.block_until_ready(retrain.init_state(setup))
   init_s = timer.seconds['init state']
@@ -326,12 +326,12 @@ def time_train_step(
 def _input_rate(config: ml_collections.ConfigDict, steps: int) -> dict[str, Any]:
   """The config's input pipeline on this host, beside its step: images/s and where it runs (fake
   data when the config asks for it; a dataset that is not prepared gives the reason)."""
-  from unreal_nas_jax.data import train_pipeline
+  from unreal_nas_jax.data import pipeline
   from unreal_nas_jax.train import retrain
 
   try:
     setup = retrain.build_train(config)
-    rate = train_pipeline.measure_rate(setup.spec, max(steps, 5), setup.mesh)
+    rate = pipeline.measure_rate(setup.spec, max(steps, 5), setup.mesh)
   except ConfigError as e:
     return {'input_skipped': str(e).splitlines()[0]}
   return {

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from unreal_nas_jax import parallel
-from unreal_nas_jax.data import train_pipeline
+from unreal_nas_jax.data import pipeline
 from unreal_nas_jax.data.datasets import DATASETS
 from unreal_nas_jax.models import eval_network
 from unreal_nas_jax.train import metrics
@@ -55,7 +55,7 @@ def eval_step(
   }
 
 
-def evaluate(source: train_pipeline.Source, state: TrainState, eval_fn, auc_labels) -> dict:
+def evaluate(source: pipeline.Source, state: TrainState, eval_fn, auc_labels) -> dict:
   """Top-1, top-5 (fractions) and mean loss over the eval split of `source`, through `eval_fn`
   (`eval_step`, jitted).
 

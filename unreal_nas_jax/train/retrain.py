@@ -30,8 +30,9 @@ import optax
 
 from unreal_nas_jax import checkpointing, files, optim, parallel, timing
 from unreal_nas_jax.config_utils import ConfigError
-from unreal_nas_jax.data import train_pipeline
+from unreal_nas_jax.data import pipeline
 from unreal_nas_jax.data.datasets import DATASETS
+from unreal_nas_jax.data.pipeline_spec import PipelineSpec
 from unreal_nas_jax.models import eval_network
 from unreal_nas_jax.models.layers import params_key
 from unreal_nas_jax.ops.depthwise import resolve_depthwise_impl
@@ -52,8 +53,8 @@ class TrainSetup:
   genotype_source: str
   model: eval_network.EvalNetwork
   tx: optax.GradientTransformation
-  spec: train_pipeline.PipelineSpec
-  source: train_pipeline.Source
+  spec: PipelineSpec
+  source: pipeline.Source
 
   def lr(self, epoch: int) -> float:
     o = self.config.optim
@@ -90,9 +91,7 @@ def build_train(config: ml_collections.ConfigDict, mesh=None) -> TrainSetup:
     momentum=config.optim.momentum,
     grad_clip=config.optim.grad_clip,
   ).tx
-  return TrainSetup(
-    config, mesh, genotype, source, model, tx, spec, train_pipeline.Source(spec, mesh)
-  )
+  return TrainSetup(config, mesh, genotype, source, model, tx, spec, pipeline.Source(spec, mesh))
 
 
 def init_state(setup: TrainSetup) -> TrainState:
@@ -142,7 +141,7 @@ def make_steps(setup: TrainSetup):
   return train, evaluate
 
 
-def check_classes(workdir: str, spec: train_pipeline.PipelineSpec, *, write: bool) -> None:
+def check_classes(workdir: str, spec: PipelineSpec, *, write: bool) -> None:
   """Keeps a folder or CSV run's class (label) names in `workdir/classes.json`; refuses others.
 
   Args:
@@ -194,7 +193,7 @@ def run_train(config: ml_collections.ConfigDict, workdir: str, *, mesh=None) -> 
   NonFiniteLossError, Preempted, DeviceError) and DatasetNotPreparedError.
   """
   setup = build_train(config, mesh)
-  steps = train_pipeline.steps_per_epoch(setup.spec, 'train')
+  steps = pipeline.steps_per_epoch(setup.spec, 'train')
   run = run_lib.Run(config, workdir, total_epochs=config.train.epochs)
   _check_genotype(workdir, setup.genotype)
   check_classes(workdir, setup.spec, write=True)
@@ -207,7 +206,7 @@ def _train(config, workdir, setup: TrainSetup, run: run_lib.Run, steps: int) -> 
   with run.timer(
     'check data', f'{d.dataset}{" (fake)" if d.fake_data else ""}, batch {d.batch_size}'
   ):
-    train_pipeline.check_prepared(setup.spec)  # missing data fails before anything is written
+    pipeline.check_prepared(setup.spec)  # missing data fails before anything is written
   run.write_config()
   if outputs.is_writer():
     genotypes.save_genotype(files.join(workdir, 'genotype.json'), setup.genotype)

@@ -17,8 +17,9 @@ from unreal_nas_jax.config_utils import (
   validate_run_fields,
   validate_weight_sgd_fields,
 )
-from unreal_nas_jax.data import label_csv, train_pipeline
+from unreal_nas_jax.data import label_csv, pipeline
 from unreal_nas_jax.data.datasets import CHEXPERT_COMPETITION_LABELS, CHEXPERT_LABELS, DATASETS
+from unreal_nas_jax.data.pipeline_spec import AUGMENTATIONS, ON_DEVICE, PipelineSpec
 from unreal_nas_jax.ops.depthwise import DEPTHWISE_IMPLS
 
 LR_SCHEDULES = ('cosine', 'exponential')
@@ -101,13 +102,13 @@ def _validate_file_data(config) -> None:
   require_choice(config, 'data.channels', (1, 3))
   require_range(config, 'data.val_fraction', 0, 1, high_open=True)
   require_range(config, 'data.stats_images', 0, integer=True)
-  require_choice(config, 'data.augment', train_pipeline.AUGMENTATIONS)
+  require_choice(config, 'data.augment', AUGMENTATIONS)
   require_choice(config, 'data.flip', (False, True))
   require_range(config, 'data.affine_degrees', 0, 180)
   require_range(config, 'data.affine_translate', 0, 1)
   require_range(config, 'data.affine_scale', 0, 1, high_open=True)
   require_choice(config, 'data.uncertainty', label_csv.UNCERTAINTY_POLICIES)
-  require_choice(config, 'data.on_device', train_pipeline.ON_DEVICE)
+  require_choice(config, 'data.on_device', ON_DEVICE)
   _floats(config, 'data.mean')
   _floats(config, 'data.std')
   require(all(v > 0 for v in _floats(config, 'data.std')), 'data.std', d.std, 'positive numbers')
@@ -135,11 +136,11 @@ def auc_labels(config) -> tuple[str, ...]:
   return labels
 
 
-def pipeline_spec(config: ml_collections.ConfigDict) -> train_pipeline.PipelineSpec:
+def pipeline_spec(config: ml_collections.ConfigDict) -> PipelineSpec:
   """The input pipeline's spec of a (validated) config; folder and CSV datasets resolved (their
   classes or labels read, normalisation statistics computed when not given)."""
   d = config.data
-  spec = train_pipeline.PipelineSpec(
+  spec = PipelineSpec(
     dataset=d.name,
     image_size=d.image_size,
     batch_size=config.train.batch_size,
@@ -170,4 +171,4 @@ def pipeline_spec(config: ml_collections.ConfigDict) -> train_pipeline.PipelineS
     uncertainty=d.uncertainty,
     on_device=d.on_device,
   )
-  return train_pipeline.resolve(spec)
+  return pipeline.resolve(spec)
