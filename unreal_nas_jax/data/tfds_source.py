@@ -84,8 +84,8 @@ def check_prepared(spec: PipelineSpec) -> None:
 
 
 def preprocess_fn(spec: PipelineSpec, train: bool):
-  """(encoded image, seed) -> the normalised, augmented float32 image (CIFAR's augmentation, or
-  ImageNet's: random-resized crop decoded alone, flip, colour jitter; eval: resize and centre crop)."""
+  """(encoded image, seed) -> the normalised, augmented float32 image: CIFAR's augmentation
+  (`host_augment.crop_flip_cutout`) or ImageNet's (module docstring)."""
   import tensorflow as tf
 
   size = spec.image_size

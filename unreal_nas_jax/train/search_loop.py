@@ -165,13 +165,13 @@ class SearchLoop:
     return [name for name, (_, batch) in self.programs.items() if batch == base]
 
   def step_program(self, name: str, abstract, epoch: int, done: int):
-    if self._example_args is None:
-      self._example_args = abstract_step_args(self.setup)
-      if self.looped:  # the single-seed program, compiled from one seed's shapes
-        self._example_args = one_seed_shapes(self._example_args, self.setup.data_axis)
     s = self.setup
+    if self._example_args is None:  # the same shapes for every program (batches are indices)
+      self._example_args = abstract_step_args(s)
+      if self.looped:  # the single-seed program, compiled from one seed's shapes
+        self._example_args = one_seed_shapes(self._example_args, s.data_axis)
     phase, batch_size = self.programs.setdefault(name, (s.phase(epoch), s.batch_size(epoch)))
-    if batch_size == s.config.search.batch_size:
+    if batch_size == s.config.search.batch_size:  # make_step_fn's default batch
       return make_step_fn(s, phase), self._example_args
     return make_step_fn(s, phase, batch_size), self._example_args
 
