@@ -118,23 +118,23 @@ def interrupted_at_random_moments(command, flags, workdir, moments, *, seed, sig
 def search_interrupted_then_resumed(config, workdir, monkeypatch, *, epoch: int):
   """Runs a search that stops in 0-based `epoch` before its checkpoint (as a kill would), then
   resumes it in the same workdir; returns the resumed run's summary."""
-  from unreal_nas_jax.train import search_loop
+  from unreal_nas_jax.train import records, search_loop
 
-  original = search_loop.epoch_record
+  original = records.search_record
 
   def interrupted(setup, at, *args, **kwargs):
     if at == epoch:
       raise KeyboardInterrupt
     return original(setup, at, *args, **kwargs)
 
-  monkeypatch.setattr(search_loop, 'epoch_record', interrupted)
+  monkeypatch.setattr(records, 'search_record', interrupted)
   try:
     search_loop.run_search(config, workdir)
   except KeyboardInterrupt:
     pass
   else:
     raise AssertionError(f'the search was not interrupted in epoch {epoch}')
-  monkeypatch.setattr(search_loop, 'epoch_record', original)
+  monkeypatch.setattr(records, 'search_record', original)
   return search_loop.run_search(config, workdir)
 
 

@@ -36,8 +36,9 @@ from unreal_nas_jax import parallel, targets, timing
 from unreal_nas_jax.config_utils import ConfigError, load_config
 from unreal_nas_jax.data import search_data, tfds_cifar
 from unreal_nas_jax.ops.depthwise import resolve_depthwise_impl
+from unreal_nas_jax.search import seeds
+from unreal_nas_jax.search import setup as search_setup
 from unreal_nas_jax.search.validate import validate_search_config
-from unreal_nas_jax.train import search_loop
 
 BUILTIN_CASES = (
   'paper',
@@ -189,11 +190,11 @@ def time_search_step(
   batch = config.search.batch_size * config.search.num_seeds
   if target is not None:
     mesh = targets.target_mesh(target)
-    setup = search_loop.build_search(config, mesh, abstract=True)
+    setup = search_setup.build_search(config, mesh, abstract=True)
     _check_one_program(setup)
     record = _compile_for_target(
-      search_loop.make_step_fn(setup, 'search'),
-      search_loop.abstract_step_args(setup),
+      search_setup.make_step_fn(setup, 'search'),
+      search_setup.abstract_step_args(setup),
       target=target,
       mesh=mesh,
       timer=timer,
@@ -202,18 +203,18 @@ def time_search_step(
     return {**header, **_seeds_field(setup), 'batch': batch, **record, **sizes,
             'depthwise_impl': setup.model.depthwise_impl}  # fmt: skip
   with timer('build data', config.data.name):
-    setup = search_loop.build_search(config)
+    setup = search_setup.build_search(config)
     jax.block_until_ready(setup.data)
   _check_one_program(setup)
   with timer('init state'):
-    state = jax.block_until_ready(search_loop.init_state(setup))
+    state = jax.block_until_ready(search_setup.init_state(setup))
   data_s, init_s = timer.seconds['build data'], timer.seconds['init state']
-  step_fn = search_loop.make_step_fn(setup, 'search')
-  inputs = (setup.data, *search_loop.epoch_inputs(setup, 0))
+  step_fn = search_setup.make_step_fn(setup, 'search')
+  inputs = (setup.data, *search_setup.epoch_inputs(setup, 0))
   timing_record = _time_step(
     step_fn,
     state,
-    search_loop.init_sums(setup),
+    search_setup.init_sums(setup),
     inputs,
     steps=steps,
     batch=batch,
@@ -247,7 +248,7 @@ def time_seeds(config: ml_collections.ConfigDict, steps: int) -> dict[str, Any]:
   """N searches as one program ('vmap' and 'map') against one search's step run N times (the
   'loop' form), one record. N is `config.search.num_seeds`, or 4 when the config has one seed."""
   n = config.search.num_seeds if config.search.num_seeds > 1 else 4
-  record: dict[str, Any] = {'num_seeds': n, 'auto': search_loop.seeds_program('auto')}
+  record: dict[str, Any] = {'num_seeds': n, 'auto': seeds.seeds_program('auto')}
   for count, program in ((1, None), (n, 'vmap'), (n, 'map')):
     cfg = ml_collections.ConfigDict(config.to_dict())
     cfg.search.num_seeds = count
@@ -266,8 +267,8 @@ def time_train_step(
 ) -> dict[str, Any]:
   """Compiles the retraining step of a train config and times it on one fake batch; with a
   `target`, compiles it for that machine from shapes instead."""
-  from unreal_nas_jax.data import train_pipeline
-  from unreal_nas_jax.train import retrain
+  from unreal_nas_jax.data import pipeline
+  from unreal_nas_jax.train import retrain, retrain_step
 
   input_rate = _input_rate(config, steps) if target is None else {}
   config = ml_collections.ConfigDict(config.to_dict())
@@ -286,11 +287,11 @@ def time_train_step(
   if target is not None:
     scalar = parallel.abstract(jax.ShapeDtypeStruct((), jax.numpy.float32), setup.mesh)
     batch = parallel.abstract(
-      train_pipeline.batch_shapes(setup.spec), setup.mesh, jax.sharding.PartitionSpec('data')
+      pipeline.batch_shapes(setup.spec), setup.mesh, jax.sharding.PartitionSpec('data')
     )
     args = (
       retrain.abstract_state(setup),
-      parallel.abstract_replicated(retrain.epoch_sums, setup.mesh),
+      parallel.abstract_replicated(retrain_step.epoch_sums, setup.mesh),
       batch,
       scalar,
       scalar,
@@ -304,15 +305,15 @@ def time_train_step(
       compute_dtype=config.model.compute_dtype,
     )
     return {**header, 'batch': config.train.batch_size, **record, **sizes}
-  batches = train_pipeline.host_batches(setup.spec, 'train', 0)
-  batch = next(train_pipeline.global_batches(batches, setup.mesh))
+  batches = pipeline.host_batches(setup.spec, 'train', 0)
+  batch = next(pipeline.global_batches(batches, setup.mesh))
   with timer('init state'):
     state = jax.block_until_ready(retrain.init_state(setup))
   init_s = timer.seconds['init state']
   timing_record = _time_step(
     train_fn,
     state,
-    retrain.epoch_sums(),
+    retrain_step.epoch_sums(),
     (batch, jax.numpy.float32(0.01), jax.numpy.float32(0.1)),
     steps=steps,
     batch=config.train.batch_size,
@@ -325,12 +326,12 @@ def time_train_step(
 def _input_rate(config: ml_collections.ConfigDict, steps: int) -> dict[str, Any]:
   """The config's input pipeline on this host, beside its step: images/s and where it runs (fake
   data when the config asks for it; a dataset that is not prepared gives the reason)."""
-  from unreal_nas_jax.data import train_pipeline
+  from unreal_nas_jax.data import pipeline
   from unreal_nas_jax.train import retrain
 
   try:
     setup = retrain.build_train(config)
-    rate = train_pipeline.measure_rate(setup.spec, max(steps, 5), setup.mesh)
+    rate = pipeline.measure_rate(setup.spec, max(steps, 5), setup.mesh)
   except ConfigError as e:
     return {'input_skipped': str(e).splitlines()[0]}
   return {
@@ -346,19 +347,19 @@ def time_checkpoints(repeats: int = 3) -> Iterator[dict[str, Any]]:
   import tempfile
 
   from unreal_nas_jax import checkpointing, parallel
-  from unreal_nas_jax.train import retrain
+  from unreal_nas_jax.train import retrain, retrain_step
 
   paper = builtin_config('paper')
-  search_setup = search_loop.build_search(paper)
+  paper_setup = search_setup.build_search(paper)
   train_setup = retrain.build_train(builtin_config('train_cifar'))
   states = {
     'search_paper': lambda: {
-      'state': search_loop.init_state(search_setup),
-      'sums': search_loop.init_sums(search_setup),
+      'state': search_setup.init_state(paper_setup),
+      'sums': search_setup.init_sums(paper_setup),
     },
     'train_cifar': lambda: {
       'state': retrain.init_state(train_setup),
-      'sums': parallel.replicate(retrain.epoch_sums(), train_setup.mesh),
+      'sums': parallel.replicate(retrain_step.epoch_sums(), train_setup.mesh),
     },
   }
   for name, make in states.items():

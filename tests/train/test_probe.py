@@ -142,11 +142,12 @@ def _curves(workdir):
 
 
 def _interrupt_at_step(monkeypatch, call):
-  """The compiled probe step raises KeyboardInterrupt (as a kill would) at its `call`-th call."""
-  original = startup.wait_compiled
+  """The compiled probe step raises KeyboardInterrupt (as a kill would) at its `call`-th call
+  (counted over the whole run: the loop asks for the compiled step every epoch)."""
+  original, calls = startup.wait_compiled, []
 
   def wait_compiled(compiling, name):
-    fn, calls = original(compiling, name), []
+    fn = original(compiling, name)
 
     def step(*args):
       calls.append(1)
@@ -156,7 +157,7 @@ def _interrupt_at_step(monkeypatch, call):
 
     return step
 
-  monkeypatch.setattr(probe.startup, 'wait_compiled', wait_compiled)
+  monkeypatch.setattr(startup, 'wait_compiled', wait_compiled)
 
 
 def test_k_together_equal_one_by_one_and_a_resumed_probe_equals_an_uninterrupted_one(

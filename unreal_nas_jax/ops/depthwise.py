@@ -6,14 +6,17 @@ supernet uses it to run the first depthwise convolution of every edge leaving a 
 (M filters per channel, one input) and the second ones of all branches (M = 1, S branches); an
 evaluation network's ordinary depthwise convolution is S = M = 1.
 
-  'xla'    XLA's grouped convolution (feature_group_count = S * C); native on GPU and TPU.
-  'shift'  k * k shifted slices of the padded input times per-channel taps, summed in one fused
-           loop, with a hand-written backward pass: the input gradient is the transposed sum
-           of shifted products (one fused loop again), the kernel gradient one contraction of
-           the stacked shifted inputs with the output gradient. XLA:CPU runs grouped
-           convolutions far slower than these loops and matrix products.
-Both are plain differentiable JAX underneath (the backward pass of 'shift' is itself made of
-differentiable ops), so the second-order DARTS step can differentiate through a gradient step.
+  'xla'     XLA's grouped convolution (feature_group_count = S * C); native on GPU and TPU.
+  'native'  compiled CPU kernels (`depthwise_cpu.cc`, built on first use by `cpu_kernels` and
+            called through XLA FFI) for the convolution and its two gradients; each is a
+            custom_vjp made of the other two, so any order of reverse-mode derivative stays on
+            the kernels. float32 and float64; 'shift' runs instead for other dtypes or where the
+            kernels cannot be built.
+  'shift'   pure JAX: k * k strided slices of the padded input times per-channel taps, summed
+            (XLA fuses them into one loop); its gradients are JAX's autodiff of those ops.
+            XLA:CPU runs grouped convolutions far slower than these loops.
+All three are differentiable to any order, so the second-order DARTS step can differentiate
+through a gradient step.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from unreal_nas_jax.ops.depthwise import DEPTHWISE_IMPLS
 from unreal_nas_jax.search.arch import ALPHA_INITS
 from unreal_nas_jax.search.darts import HYPERGRADIENTS
 from unreal_nas_jax.search.derivation import SEARCH_METHODS
+from unreal_nas_jax.search.seeds import SEEDS_PROGRAMS
 from unreal_nas_jax.search.sgas import CRITERIA
 from unreal_nas_jax.space.primitives import reduction_indices
 
@@ -102,7 +103,7 @@ def validate_search_config(config: ml_collections.ConfigDict) -> None:
   require_choice(config, 'search.method', SEARCH_METHODS)
   require_range(config, 'search.num_seeds', 1, integer=True)
   require_choice(config, 'search.seeds_share_data', (True, False))
-  require_choice(config, 'search.seeds_program', ('auto', 'vmap', 'map', 'loop'))
+  require_choice(config, 'search.seeds_program', SEEDS_PROGRAMS)
   require_choice(config, 'search.sgas_criterion', CRITERIA)
   require_range(config, 'search.sgas_decision_start', 0, integer=True)
   require_range(config, 'search.sgas_decision_every', 1, integer=True)
