@@ -101,10 +101,11 @@ def test_supernet_parameter_count(k):
   assert count == _reference_param_count(16, 8, k)
 
 
-def test_fused_partial_channel_supernet_equals_edge_by_edge_definition():
+@pytest.mark.parametrize('edge_form', ['separable', 'dense'])
+def test_fused_partial_channel_supernet_equals_edge_by_edge_definition(edge_form):
   """Per node shuffle of the summed edges (fused) = sum of per-edge shuffles (reference)."""
   kw = dict(num_classes=5, channels=8, layers=3, steps=2, multiplier=2, partial_channels=4)
-  fused = SearchNetwork(**kw, depthwise_impl='native')
+  fused = SearchNetwork(**kw, depthwise_impl='native', edge_form=edge_form)
   reference = PerEdgeNetwork(**kw, depthwise_impl='xla')
   with jax.enable_x64(True):
     key = jax.random.PRNGKey(7)

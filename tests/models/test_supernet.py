@@ -55,9 +55,9 @@ def test_reduction_cells_are_at_thirds():
 SIZES = [(4, 3, 3, 3, 12, 4), (4, 3, 2, 2, 16, 4)]
 
 
-def _pair(channels, layers, steps, multiplier, size, batch, impl='native'):
+def _pair(channels, layers, steps, multiplier, size, batch, impl='native', edge_form='separable'):
   kw = dict(num_classes=5, channels=channels, layers=layers, steps=steps, multiplier=multiplier)
-  fused = SearchNetwork(**kw, depthwise_impl=impl)
+  fused = SearchNetwork(**kw, depthwise_impl=impl, edge_form=edge_form)
   reference = PerEdgeNetwork(**kw, depthwise_impl='xla')
   key = jax.random.PRNGKey(size)
   images = jax.random.normal(key, (batch, size, size, 3))
@@ -93,17 +93,21 @@ def _outputs(model, variables, images, weights):
 
 
 @pytest.mark.parametrize(
-  'sizes,impl,dtype',
-  # float64 shows exact equality on the 3-node cell; float32 the rounding-level agreement.
-  [(SIZES[0], 'native', 'float64')] + [(SIZES[1], impl, 'float32') for impl in DEPTHWISE_IMPLS],
+  'sizes,impl,dtype,edge_form',
+  # float64 shows exact equality on the 3-node cell; float32 the rounding-level agreement. The
+  # dense form (accelerators': product kernels, branches after the pixels, one-pass BatchNorm
+  # statistics with a written-out backward) is the same function too.
+  [(SIZES[0], 'native', 'float64', 'separable'), (SIZES[0], 'native', 'float64', 'dense')]
+  + [(SIZES[1], impl, 'float32', 'separable') for impl in DEPTHWISE_IMPLS]
+  + [(SIZES[1], 'native', 'float32', 'dense')],
 )
-def test_fused_supernet_equals_edge_by_edge_definition(sizes, impl, dtype):
+def test_fused_supernet_equals_edge_by_edge_definition(sizes, impl, dtype, edge_form):
   # float32: rounding differs between the two summation orders and is amplified through three
   # cells of small-batch BatchNorm (most in the alpha gradients); float64 shows that the two are
   # the same function to its rounding.
   tol, grad_tol = (5e-5, 5e-4) if dtype == 'float32' else (1e-11, 1e-10)
   with jax.enable_x64(dtype == 'float64'):
-    fused, reference, images, weights, variables = _pair(*sizes, impl=impl)
+    fused, reference, images, weights, variables = _pair(*sizes, impl=impl, edge_form=edge_form)
     cast = lambda tree: jax.tree.map(lambda x: x.astype(dtype), tree)  # noqa: E731
     images, weights, variables = cast(images), cast(weights), cast(variables)
     steps = sizes[2]
@@ -147,12 +151,14 @@ def _with_trace(state, trace):
   return decay, momentum._replace(trace=trace)
 
 
-def test_fused_second_order_alpha_gradient_equals_edge_by_edge():
+@pytest.mark.parametrize('edge_form', ['separable', 'dense'])
+def test_fused_second_order_alpha_gradient_equals_edge_by_edge(edge_form):
   """The exact unrolled hypergradient (a gradient through a gradient step, momentum and weight
-  decay included). The finite-difference one combines first-order gradients, which the test
-  above compares at arbitrary weights."""
+  decay included; for the dense form through its BatchNorm's written-out backward pass). The
+  finite-difference one combines first-order gradients, which the test above compares at
+  arbitrary weights."""
   sizes = SIZES[1]
-  fused, reference, images, _, variables = _pair(*sizes)
+  fused, reference, images, _, variables = _pair(*sizes, edge_form=edge_form)
   steps = sizes[2]
   alphas = init_alphas(jax.random.PRNGKey(3), steps=steps, init='normal', scale=0.5)
   labels = jnp.arange(images.shape[0]) % 5
