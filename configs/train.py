@@ -108,6 +108,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.depthwise_impl = 'auto'
   config.model.compute_dtype = 'float32'  # 'bfloat16' on GPU/TPU halves activation memory
   config.model.network = 'auto'
+  # Recompute each cell's activations in the backward pass instead of keeping them: 'cells'
+  # (a cell's activations in memory instead of the network's, about a third more work), 'none',
+  # or 'auto' (cells on TPU, whose chips have 16-32 GB; none on GPU and CPU).
+  config.model.remat = 'auto'
 
   config.train = ml_collections.ConfigDict()
   config.train.epochs = 30 if chexpert else 200 if imagenet else 500

@@ -23,6 +23,7 @@ RESUMABLE_CHANGES = (
   'parallel.',
   'model.depthwise_impl',
   'model.edge_form',
+  'model.remat',
   'search.seeds_program',
   'probe.program',  # how the probe's architectures share a program, not what they compute
   # Where the data is read from and how it is rendered in chunks, not what it is.

@@ -178,6 +178,9 @@ class EvalNetwork(nn.Module):
   `scan_cells` runs every stretch of identical cells (`cell_runs`) as one `nn.scan` over
   stacked parameters, so the 20-cell CIFAR network traces 9 cell bodies instead of 20; the
   arithmetic is the same as with `scan_cells=False`, which `count_madds` uses to count it.
+  `remat` keeps only the cells' inputs for the backward pass and recomputes the rest of each
+  cell there (the same arithmetic again): a cell's activations instead of the network's in
+  memory, for about a third more work.
   """
 
   genotype: Genotype
@@ -187,6 +190,7 @@ class EvalNetwork(nn.Module):
   auxiliary: bool = True
   depthwise_impl: str = 'auto'
   scan_cells: bool = True
+  remat: bool = False
 
   def stem(self, images, train):  # -> (s0, s1, channels of the cells' first C, reduction_prev)
     raise NotImplementedError
@@ -211,7 +215,7 @@ class EvalNetwork(nn.Module):
           c *= 2
       if self.scan_cells and end - start > 1:
         body = nn.scan(
-          _RepeatedCell,
+          nn.remat(_RepeatedCell) if self.remat else _RepeatedCell,
           variable_axes={'params': 0, 'batch_stats': 0},
           split_rngs={'params': True, 'drop_path': True},
           in_axes=nn.broadcast,
@@ -222,9 +226,11 @@ class EvalNetwork(nn.Module):
         )((s0, s1), drop_prob)
         reduction_prev = False
       else:
+        # `train` (argument 4, `self` being 0) selects the program: static.
+        cell_type = nn.remat(EvalCell, static_argnums=(4,)) if self.remat else EvalCell
         for i in range(start, end):
           reduction = i in reductions
-          cell = EvalCell(
+          cell = cell_type(
             self.genotype, c, reduction, reduction_prev, self.depthwise_impl, name=f'cell_{i}'
           )
           s0, s1 = s1, cell(s0, s1, drop_prob, train)

@@ -78,13 +78,15 @@ def build_train(config: ml_collections.ConfigDict, mesh=None) -> TrainSetup:
     m.network == 'auto' and (d.name == 'imagenet' or d.image_size >= 128)
   )
   network = eval_network.NetworkImageNet if imagenet_net else eval_network.NetworkCIFAR
+  platform = parallel.mesh_platform(mesh)
   model = network(
     genotype,
     num_classes=spec.num_classes,
     channels=m.channels,
     layers=m.layers,
     auxiliary=m.auxiliary,
-    depthwise_impl=resolve_depthwise_impl(m.depthwise_impl, platform=parallel.mesh_platform(mesh)),
+    depthwise_impl=resolve_depthwise_impl(m.depthwise_impl, platform=platform),
+    remat=m.remat == 'cells' or (m.remat == 'auto' and platform == 'tpu'),
   )
   tx = optim.weight_sgd(
     weight_decay=config.optim.weight_decay,

@@ -23,6 +23,7 @@ from unreal_nas_jax.data.pipeline_spec import AUGMENTATIONS, ON_DEVICE, Pipeline
 from unreal_nas_jax.ops.depthwise import DEPTHWISE_IMPLS
 
 LR_SCHEDULES = ('cosine', 'exponential')
+REMAT = ('auto', 'cells', 'none')
 NETWORKS = ('auto', 'cifar', 'imagenet')
 COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
@@ -34,7 +35,7 @@ ADDED_DEFAULTS = {
                affine_scale=0.05, csv_train='train.csv', csv_eval='valid.csv',
                csv_path_column='Path', csv_label_columns='', uncertainty='ones', auc_labels='',
                on_device='auto'),
-  'model': dict(network='auto'),
+  'model': dict(network='auto', remat='auto'),
 }  # fmt: skip
 
 
@@ -71,6 +72,7 @@ def validate_train_config(config: ml_collections.ConfigDict) -> None:
   require_choice(config, 'model.depthwise_impl', ('auto', *DEPTHWISE_IMPLS))
   require_choice(config, 'model.compute_dtype', tuple(COMPUTE_DTYPES))
   require_choice(config, 'model.network', NETWORKS)
+  require_choice(config, 'model.remat', REMAT)
   require_range(config, 'train.epochs', 1, integer=True)
   require_range(config, 'train.batch_size', 1, integer=True)
   require_range(config, 'train.eval_every_epochs', 0, integer=True)
