@@ -7,6 +7,7 @@
   unreal-nas train --config=configs/train.py:cifar10[,quick,fake_data] --config.genotype=... --workdir=DIR
   unreal-nas eval --workdir=DIR
   unreal-nas probe --config=configs/probe.py:rlrn[,quick] --workdir=DIR
+  unreal-nas reproduce --config=configs/reproduce.py:paper|quick --workdir=DIR [--plan|--table-only]
 
 Flags are parsed with absl and ml_collections (`lock_config`: an unknown `--config.x` is an
 error). Every user error ends in one line on stderr, `unreal-nas <command>: error: ...`, and exit
@@ -38,6 +39,8 @@ commands:
   probe    train fixed architectures (random, published or files) from scratch on a search
            dataset, recording their curves: --config=configs/probe.py:<dataset> --workdir=DIR
   plot     figures of search runs (skip connections, alphas, loss) or of a class-count sweep
+  reproduce  the paper's Table 2: every search, retraining and evaluation in order, resumable;
+           --plan prints the commands and their device time, --table-only the table so far
 
 `unreal-nas <command> --help` lists the flags of a command."""
 
@@ -112,7 +115,9 @@ def _resolve_config_flag(argv: Sequence[str]) -> list[str]:
   from unreal_nas_jax.config_utils import resolve_config_spec
 
   command = argv[0].split()[-1]  # 'unreal-nas train' -> 'train'
-  default_file = {'train': 'train.py', 'probe': 'probe.py'}.get(command, 'search.py')
+  default_file = {'train': 'train.py', 'probe': 'probe.py', 'reproduce': 'reproduce.py'}.get(
+    command, 'search.py'
+  )
   out, args = [], list(argv)
   i = 0
   while i < len(args):
@@ -335,6 +340,12 @@ def plot_command(argv: Sequence[str]) -> int:
   return analysis.plot_command(argv)
 
 
+def reproduce_command(argv: Sequence[str]) -> int:
+  from unreal_nas_jax.cli import reproduce  # it imports this module's helpers: import when called
+
+  return reproduce.reproduce_command(argv)
+
+
 def _load_config(fv: flags.FlagValues):
   config = fv.config
   if config is None:
@@ -352,6 +363,7 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
   'probe': probe_command,
   'analyze': analyze_command,
   'plot': plot_command,
+  'reproduce': reproduce_command,
 }
 
 
