@@ -18,7 +18,7 @@ LAYERS = (
   # The analyses share the loops' layer: the loops write TensorBoard events and probe records
   # with analysis/ helpers, and analysis/ reads what the loops write.
   ('train, analysis', ('train', 'analysis')),
-  ('commands', ('bench', 'cli', 'torch_reference')),
+  ('commands', ('bench', 'cli', 'reproduce', 'torch_reference')),
 )
 LAYER_OF = {unit: rank for rank, (_, units) in enumerate(LAYERS) for unit in units}
 
