@@ -197,10 +197,12 @@ def _print_plan(plan, statuses, estimator, spec: str) -> None:
   width = max(len(p.name) for p in plan.phases) + 2
   print(f'{"#":>3}  {"phase":<{width}}{"device time":>14}  status', flush=True)
   total = remaining = 0.0
+  by_kind = {'search': 0.0, 'train': 0.0, 'eval': 0.0}
   for index, (phase, status) in enumerate(zip(plan.phases, statuses, strict=True), 1):
     seconds = estimator.phase_seconds(phase) if estimator else None
     if seconds is not None:
       total += seconds
+      by_kind[phase.kind] += seconds
       remaining += 0.0 if status == 'done' else seconds
     shown = estimate.format_duration(seconds) if seconds is not None else '-'
     print(f'{index:>3}  {phase.name:<{width}}{shown:>14}  {status}', flush=True)
@@ -218,8 +220,12 @@ def _print_plan(plan, statuses, estimator, spec: str) -> None:
       f'roofline lower bounds for {", ".join(devices)} (`unreal-nas bench --target`, deviceless): '
       'not measurements; a real run takes longer'
     )
+  kinds_text = ', '.join(
+    f'{name} {estimate.format_duration(by_kind[kind])}'
+    for kind, name in (('search', 'searches'), ('train', 'retraining'), ('eval', 'evaluations'))
+  )
   print(
-    f'total device time: {estimate.format_duration(total)} (still to run: '
+    f'total device time: {estimate.format_duration(total)} ({kinds_text}; still to run: '
     f'{estimate.format_duration(remaining)}); step times {what}'
   )
   print('step times (each distinct program timed once):')
@@ -234,10 +240,13 @@ def _print_plan(plan, statuses, estimator, spec: str) -> None:
       memory = f', {"fits" if step.fits else "does NOT fit"} in memory{peak}'
     print(
       f'  {program.description}: {step.step_ms:,.1f} ms per step ({step.kind}), compile '
-      f'{step.compile_s:.0f} s{loop}{memory}; {len(program.phases)} phases'
+      f'{step.compile_s:.0f} s{loop}{memory}; {len(program.phases)} '
+      f'phase{"s" if len(program.phases) > 1 else ""}'
     )
   print(
-    '  (warm-up epochs costed at the search step, SGAS batches in proportion to their size, '
-    f'evaluation batches at {estimate.EVAL_BATCH_SHARE:.2f} of a training step; retraining with '
-    f'the {estimate.STAND_IN_GENOTYPE} network of the same size, the searched cells not known yet)'
+    '  (steps, compilation, lowering and initialisation; warm-up epochs costed at the search '
+    'step, SGAS batches in proportion to their size, evaluation batches at '
+    f'{estimate.EVAL_BATCH_SHARE:.2f} of a training step; retraining with the '
+    f'{estimate.STAND_IN_GENOTYPE} network of the same size, the searched cells not known yet; '
+    'not counted: building data, reading CIFAR, checkpoints)'
   )

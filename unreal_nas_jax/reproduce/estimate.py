@@ -10,9 +10,12 @@ retraining is costed with the DARTS_V2 network of the same size.
 
 A phase's device time: its steps times the step time (N seeds run one after another where the
 N-seed program is the single-seed step in a loop, as on a CPU), plus one compilation per program
-it compiles; warm-up epochs are costed at the search step's time (an upper bound: they skip the
-architecture step), SGAS's grown batches in proportion to their size, and evaluation batches at a
-third of a training step (a forward pass; not measured, its compilation not counted).
+it compiles and the start-up measured with it (lowering, initialising the state); warm-up epochs
+are costed at the search step's time (an upper bound: they skip the architecture step), SGAS's
+grown batches in proportion to their size, and evaluation batches at a third of a training step
+(a forward pass; not measured, its compilation not counted). Building the datasets, reading
+CIFAR and saving checkpoints are not counted: negligible at the paper's scale, most of a small
+run such as the quick scale.
 """
 
 from __future__ import annotations
@@ -56,6 +59,8 @@ class StepTime:
 
   Attributes:
     kind: MEASURED (on `device`) or BOUND (the roofline lower bound for target `device`).
+    startup_s: tracing, lowering and initialising the state before the compilation (measured;
+      0 for a bound).
     fits, peak_memory_gb: for a bound, whether the program fits the target's memory and its peak.
   """
 
@@ -63,6 +68,7 @@ class StepTime:
   compile_s: float
   kind: str
   device: str
+  startup_s: float = 0.0
   fits: bool | None = None
   peak_memory_gb: float | None = None
 
@@ -96,7 +102,8 @@ def program_step_time(
   if target is None:
     record = time_step(config, steps)
     device = f'{record["device_count"]} x {record["device_kind"]} ({record["platform"]})'
-    return StepTime(record['median_step_ms'], record['compile_s'], MEASURED, device)
+    startup_s = record['lower_s'] + record['init_s']
+    return StepTime(record['median_step_ms'], record['compile_s'], MEASURED, device, startup_s)
   record = time_step(config, steps, target.parsed)
   return StepTime(
     record['roofline_ms'],
@@ -219,8 +226,12 @@ def search_seconds(config: ml_collections.ConfigDict, program: Program) -> float
   epochs = range(schedule.total_epochs)
   steps = sum(schedule.steps_per_epoch(e) * schedule.batch_size(e) / base for e in epochs)
   batches = {schedule.batch_size(e) for e in epochs}
-  step_s = program.step.step_ms / 1000
-  return steps * step_s * program.seeds_in_loop + program.step.compile_s * len(batches)
+  step = program.step
+  return (
+    steps * step.step_ms / 1000 * program.seeds_in_loop
+    + step.compile_s * len(batches)
+    + step.startup_s
+  )
 
 
 def train_seconds(
@@ -237,7 +248,7 @@ def train_seconds(
   epochs, every = config.train.epochs, config.train.eval_every_epochs
   evaluations = -(-epochs // every) if every else 0  # every N epochs and after the last
   steps = epochs * train_pipeline.steps_per_epoch(spec, 'train')
-  return steps * step.step_ms / 1000 + evaluations * eval_s + step.compile_s
+  return steps * step.step_ms / 1000 + evaluations * eval_s + step.compile_s + step.startup_s
 
 
 def format_duration(seconds: float) -> str:
