@@ -185,13 +185,18 @@ def _table_only(fv: flags.FlagValues, root: str) -> int:
   return 0
 
 
+def _count(n: int, noun: str) -> str:
+  return f'{n} {noun}{"" if n == 1 else "s"}'
+
+
 def _print_plan(plan, statuses, estimator, spec: str) -> None:
   from unreal_nas_jax.reproduce import estimate
 
   c = plan.config
   print(
-    f'plan of {spec} ({c.scale} scale) in {plan.root}: {len(plan.rows)} rows x {c.seeds} '
-    f'seeds, retrained on {", ".join(plan.retrain_sets)}; {len(plan.phases)} phases',
+    f'plan of {spec} ({c.scale} scale) in {plan.root}: {_count(len(plan.rows), "row")} x '
+    f'{_count(c.seeds, "seed")}, retrained on {", ".join(plan.retrain_sets)}; '
+    f'{_count(len(plan.phases), "phase")}',
     flush=True,
   )
   width = max(len(p.name) for p in plan.phases) + 2
@@ -240,8 +245,7 @@ def _print_plan(plan, statuses, estimator, spec: str) -> None:
       memory = f', {"fits" if step.fits else "does NOT fit"} in memory{peak}'
     print(
       f'  {program.description}: {step.step_ms:,.1f} ms per step ({step.kind}), compile '
-      f'{step.compile_s:.0f} s{loop}{memory}; {len(program.phases)} '
-      f'phase{"s" if len(program.phases) > 1 else ""}'
+      f'{step.compile_s:.0f} s{loop}{memory}; {_count(len(program.phases), "phase")}'
     )
   print(
     '  (steps, compilation, lowering and initialisation; warm-up epochs costed at the search '

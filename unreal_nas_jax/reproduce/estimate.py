@@ -83,7 +83,10 @@ def load_target(spec: str) -> Target:
       f'--target={spec} needs the target mode of `unreal-nas bench` (unreal_nas_jax.targets), '
       'which this installation lacks; leave --target out to measure on this machine'
     ) from None
-  parsed = targets.parse_target(spec)
+  try:
+    parsed = targets.parse_target(spec)
+  except ValueError as e:  # a target name it does not know: one line, as every bad flag
+    raise ConfigError(f'--target={spec}: {e}') from None
   targets.prepare_environment()
   return Target(spec, parsed)
 
