@@ -82,6 +82,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.multiplier = 4  # nodes concatenated into the cell output
   config.model.stem_multiplier = 3
   config.model.depthwise_impl = 'auto'  # 'auto' | 'xla' | 'shift' (ops/depthwise.py)
+  # How a cell's edges are computed (models/supernet.py; the same mathematics): 'separable'
+  # (depthwise then pointwise convolutions), 'dense' (one dense convolution each, branches after
+  # the pixels), 'auto' (separable on CPU, dense on GPU and TPU).
+  config.model.edge_form = 'auto'
 
   config.search = ml_collections.ConfigDict()
   config.search.method = 'darts'  # 'darts' | 'sgas' | 'pc_darts'

@@ -12,7 +12,8 @@ DARTS_V2, a genotype.json, or a search workdir whose latest checkpoint is restor
             DIR/val/<class>/... (or only the class folders: data.val_fraction of each class is
             held out, chosen by the seed); the CIFAR network and schedule, 32x32, crop/flip/cutout.
   chexpert  multi-label X-rays in CheXpert's layout: --config.data.dir=DIR with train.csv and
-            valid.csv (image paths in column Path, relative to DIR; the 14 observations 1, 0, -1
+            valid.csv, or DIR holding the unzipped archive (DIR/CheXpert-v1.0-small/train.csv;
+            image paths in column Path, relative to DIR; the 14 observations 1, 0, -1
             uncertain, blank = 0 as in the CheXpert baselines); grayscale 224x224, the ImageNet
             network (C=48, 14 cells), masked binary cross-entropy, ROC AUC per label and the
             mean over the five competition labels; 30 epochs of the ImageNet schedule.
@@ -31,7 +32,8 @@ Data fields of the folder and CSV datasets (lists are comma-separated strings):
   data.augment         crop_flip (data.crop_padding, data.cutout, data.flip), affine (rotation
                        +-data.affine_degrees, shift +-data.affine_translate of the size, scale
                        1 +- data.affine_scale, data.flip) or none.
-  data.csv_train, data.csv_eval, data.csv_path_column, data.csv_label_columns (empty: CheXpert's
+  data.csv_train, data.csv_eval (in DIR, else in DIR/CheXpert-v1.0-small or -v1.0),
+                       data.csv_path_column, data.csv_label_columns (empty: CheXpert's
                        14), data.uncertainty (ones | zeros | ignore: masked out of the loss),
                        data.auc_labels (empty: the five competition labels when present, else all).
   data.on_device       auto (CIFAR and folders that fit 1 GiB decoded, crop_flip with flips:

@@ -11,7 +11,9 @@ import time
 import jax
 
 from unreal_nas_jax.config_utils import load_config
-from unreal_nas_jax.train import probe, search_loop
+from unreal_nas_jax.search import seeds
+from unreal_nas_jax.search import setup as search_setup
+from unreal_nas_jax.train import probe
 
 K = int(sys.argv[1])
 rounds = int(sys.argv[2])
@@ -27,12 +29,12 @@ for program in ('vmap', 'map', 'loop'):
   setup = probe.build_probe(c)
   s = setup.search
   state = probe.init_states(setup)
-  sums = search_loop.init_sums(s)
+  sums = search_setup.init_sums(s)
   inputs = probe.epoch_inputs(setup, 0)
-  fn = search_loop.make_step_fn(s, 'warmup')
+  fn = search_setup.make_step_fn(s, 'warmup')
   t0 = time.perf_counter()
   if program == 'loop':
-    fn = search_loop._host_loop(fn, K, None)
+    fn = seeds.host_loop(fn, K, None)
   state, sums = jax.block_until_ready(fn(state, sums, s.data, *inputs))
   print(program, 'first call (compile) s', round(time.perf_counter() - t0, 1), flush=True)
   fns[program] = (fn, state, sums, s, inputs)
@@ -41,9 +43,9 @@ c.probe.num_architectures = 1
 setup1 = probe.build_probe(c)
 s1 = setup1.search
 one = (
-  search_loop.make_step_fn(s1, 'warmup'),
+  search_setup.make_step_fn(s1, 'warmup'),
   probe.init_states(setup1),
-  search_loop.init_sums(s1),
+  search_setup.init_sums(s1),
   s1,
   probe.epoch_inputs(setup1, 0),
 )

@@ -1,4 +1,5 @@
-"""Running the CLI in a subprocess, as a user would."""
+"""Helpers shared by the tests: the CLI in a subprocess as a user would run it, interrupted and
+resumed runs, TensorBoard events read back."""
 
 import json
 import os
@@ -117,21 +118,31 @@ def interrupted_at_random_moments(command, flags, workdir, moments, *, seed, sig
 def search_interrupted_then_resumed(config, workdir, monkeypatch, *, epoch: int):
   """Runs a search that stops in 0-based `epoch` before its checkpoint (as a kill would), then
   resumes it in the same workdir; returns the resumed run's summary."""
-  from unreal_nas_jax.train import search_loop
+  from unreal_nas_jax.train import records, search_loop
 
-  original = search_loop.epoch_record
+  original = records.search_record
 
   def interrupted(setup, at, *args, **kwargs):
     if at == epoch:
       raise KeyboardInterrupt
     return original(setup, at, *args, **kwargs)
 
-  monkeypatch.setattr(search_loop, 'epoch_record', interrupted)
+  monkeypatch.setattr(records, 'search_record', interrupted)
   try:
     search_loop.run_search(config, workdir)
   except KeyboardInterrupt:
     pass
   else:
     raise AssertionError(f'the search was not interrupted in epoch {epoch}')
-  monkeypatch.setattr(search_loop, 'epoch_record', original)
+  monkeypatch.setattr(records, 'search_record', original)
   return search_loop.run_search(config, workdir)
+
+
+def read_scalars(logdir):
+  """{tag: {step: value}} of the scalar events in local directory `logdir`, read by TensorBoard's
+  own reader (its EventAccumulator, what `tensorboard --logdir` reads them with)."""
+  from tensorboard.backend.event_processing import event_accumulator
+
+  events = event_accumulator.EventAccumulator(str(logdir), size_guidance={'scalars': 0})
+  events.Reload()
+  return {tag: {e.step: e.value for e in events.Scalars(tag)} for tag in events.Tags()['scalars']}

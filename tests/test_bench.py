@@ -8,7 +8,7 @@ from tests.conftest import tiny_search_config
 from unreal_nas_jax import bench, timing
 from unreal_nas_jax.config_utils import ConfigError, load_config
 from unreal_nas_jax.search import darts
-from unreal_nas_jax.train import search_loop
+from unreal_nas_jax.search import setup as search_setup
 
 
 def test_data_records_of_noise_and_fractals():
@@ -92,10 +92,12 @@ def test_torch_reference_is_skipped_with_the_reason_without_torch(monkeypatch):
 
 def _lowered_ops(config, order):
   config.search.order = order
-  setup = search_loop.build_search(config)
-  step = search_loop.make_step_fn(setup, 'search')
-  state = search_loop.abstract_state(setup)
-  lowered = step.lower(state, darts.init_metrics(), setup.data, *search_loop.epoch_inputs(setup, 0))
+  setup = search_setup.build_search(config)
+  step = search_setup.make_step_fn(setup, 'search')
+  state = search_setup.abstract_state(setup)
+  lowered = step.lower(
+    state, darts.init_metrics(), setup.data, *search_setup.epoch_inputs(setup, 0)
+  )
   return timing.count_ops(lowered)
 
 

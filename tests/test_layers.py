@@ -1,6 +1,7 @@
 """The package's layers: no module imports from a layer above its own (README, Layout)."""
 
 import ast
+import graphlib
 import pathlib
 
 import pytest
@@ -10,14 +11,14 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / 'unreal_nas_jax'
 # Bottom to top; a module may import from its own layer and the layers below. Keep in step with
 # the README's Layout section.
 LAYERS = (
-  ('base', ('checkpointing', 'config_utils', 'files', 'optim', 'parallel', 'timing')),
+  ('base', ('checkpointing', 'config_utils', 'files', 'optim', 'parallel', 'targets', 'timing')),
   ('space, ops', ('space', 'ops')),
   ('data', ('data',)),
   ('models', ('models',)),
   ('search', ('search',)),
-  # The analyses share the loops' layer: the loops write TensorBoard events and probe records
-  # with analysis/ helpers, and analysis/ reads what the loops write.
-  ('train, analysis', ('train', 'analysis')),
+  ('train', ('train',)),
+  # The analyses read what the loops write (train/probe_format.py, train/tensorboard.py).
+  ('analysis', ('analysis',)),
   ('commands', ('bench', 'cli', 'reproduce', 'torch_reference')),
 )
 LAYER_OF = {unit: rank for rank, (_, units) in enumerate(LAYERS) for unit in units}
@@ -56,6 +57,23 @@ def test_imports_point_down(path):
   own = LAYER_OF[path.relative_to(PACKAGE).parts[0].removesuffix('.py')]
   upward = [m for m in _imports(path) if LAYER_OF[_unit(m)] > own]
   assert not upward, f'{path.name} ({LAYERS[own][0]}) imports from a layer above: {upward}'
+
+
+def _module_name(path: pathlib.Path) -> str:
+  return '.'.join(('unreal_nas_jax', *path.relative_to(PACKAGE).with_suffix('').parts))
+
+
+def test_no_import_cycles():
+  """Not even within a layer, nor through a function-level import."""
+  modules = {_module_name(p): p for p in _modules()}
+  graph = {
+    name: {m if m in modules else m.rpartition('.')[0] for m in _imports(path)} & set(modules)
+    for name, path in modules.items()
+  }
+  try:
+    graphlib.TopologicalSorter(graph).prepare()
+  except graphlib.CycleError as e:
+    pytest.fail(f'import cycle: {" -> ".join(e.args[1])}')
 
 
 def test_readme_layout_names_every_module():

@@ -15,19 +15,19 @@ SCRIPT = textwrap.dedent(
   from tests.conftest import tiny_search_config
   from unreal_nas_jax import parallel
   from unreal_nas_jax.search import darts
-  from unreal_nas_jax.train import search_loop
+  from unreal_nas_jax.search import setup as search_setup
 
   assert jax.device_count() == 8, jax.devices()
   config = tiny_search_config(search__batch_size=16, data__num_examples=64)
 
   def three_steps(num_devices):
     mesh = parallel.make_mesh(num_devices)
-    setup = search_loop.build_search(config, mesh)
-    state = search_loop.init_state(setup)
+    setup = search_setup.build_search(config, mesh)
+    state = search_setup.init_state(setup)
     sums = parallel.replicate(darts.init_metrics(), mesh)
     for phase, epoch in (('warmup', 0), ('search', 1), ('search', 1)):
-      step = search_loop.make_step_fn(setup, phase)
-      inputs = search_loop.epoch_inputs(setup, epoch)
+      step = search_setup.make_step_fn(setup, phase)
+      inputs = search_setup.epoch_inputs(setup, epoch)
       state, sums = step(state, sums, setup.data, *inputs)
     return jax.device_get(state), jax.device_get(sums), state
 
@@ -42,7 +42,7 @@ SCRIPT = textwrap.dedent(
     np.testing.assert_allclose(one_sums[key], eight_sums[key], rtol=1e-5)
 
   try:
-    search_loop.build_search(tiny_search_config(search__batch_size=12, data__num_examples=64))
+    search_setup.build_search(tiny_search_config(search__batch_size=12, data__num_examples=64))
   except parallel.DeviceError as e:
     assert 'config.search.batch_size=12 does not divide by the 8 devices' in str(e), e
   else:
@@ -53,7 +53,7 @@ SCRIPT = textwrap.dedent(
     data__num_examples=64,
   )
   try:
-    search_loop.build_search(grows)
+    search_setup.build_search(grows)
   except parallel.DeviceError as e:
     assert 'the batch after 1 SGAS decisions' in str(e) and '=20 does not divide' in str(e), e
   else:

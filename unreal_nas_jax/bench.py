@@ -11,6 +11,12 @@ the category search and the rendering, in images/s) and the per-step data cost, 
 jitted batch function takes to produce one train and one val batch, which the search step
 includes. Datasets read through tfds are skipped, with the reason, when they are not prepared.
 
+With a target (`--target=tpu:v5e:2x4`, `gpu:h100`; `unreal_nas_jax.targets`) nothing runs: each
+step case is lowered from shapes on a mesh of that machine's devices and compiled by its
+compiler, here, without the device; the record then holds `target`, `compile_s`, the device
+memory (peak, temporary, arguments) and whether it `fits`, flops and bytes per step, and the
+roofline lower bound of the step time with the peak figures it used.
+
 The 'torch_reference' case times the DARTS reference's first-order search step in PyTorch at the
 paper's size on the same machine (`unreal_nas_jax/torch_reference.py`; needs torch installed).
 """
@@ -26,12 +32,13 @@ from typing import Any
 import jax
 import ml_collections
 
-from unreal_nas_jax import timing
+from unreal_nas_jax import parallel, targets, timing
 from unreal_nas_jax.config_utils import ConfigError, load_config
 from unreal_nas_jax.data import search_data, tfds_cifar
 from unreal_nas_jax.ops.depthwise import resolve_depthwise_impl
+from unreal_nas_jax.search import seeds
+from unreal_nas_jax.search import setup as search_setup
 from unreal_nas_jax.search.validate import validate_search_config
-from unreal_nas_jax.train import search_loop
 
 BUILTIN_CASES = (
   'paper',
@@ -45,6 +52,9 @@ BUILTIN_CASES = (
   'checkpoint',
 )
 CONFIG_CASES = ('steps', 'data', 'seeds')  # with a config: its search steps, dataset, N seeds
+# What a compile-only target can do: the step cases (nothing runs, so no data, seeds or torch).
+TARGET_CASES = ('paper', 'small', 'sgas', 'pc_darts', 'train_cifar', 'train_imagenet')
+TARGET_DEFAULT_CASES = ('paper', 'train_cifar')
 DATA_CASE_DATASETS = ('rlrn', 'rlgd', 'rlrd', 'cifar10')
 
 
@@ -125,60 +135,120 @@ def _time_step(
   }
 
 
-def time_search_step(config: ml_collections.ConfigDict, steps: int) -> dict[str, Any]:
-  """Builds, initialises, lowers, compiles and times `steps` search-phase steps of `config`."""
-  validate_search_config(config)
-  program = search_loop.seeds_program(config.search.seeds_program)
-  if config.search.num_seeds > 1 and program == 'loop':
-    raise ConfigError(
-      f'bench times one program per step; config.search.seeds_program={program!r} runs '
-      f'{config.search.num_seeds} programs: set it to vmap or map, or use --cases=seeds'
-    )
-  timer = timing.Phases()
-  with timer('build data', config.data.name):
-    setup = search_loop.build_search(config)
-    jax.block_until_ready(setup.data)
-  with timer('init state'):
-    state = jax.block_until_ready(search_loop.init_state(setup))
-  data_s, init_s = timer.seconds['build data'], timer.seconds['init state']
-  step_fn = search_loop.make_step_fn(setup, 'search')
-  inputs = (setup.data, *search_loop.epoch_inputs(setup, 0))
-  timing_record = _time_step(
-    step_fn,
-    state,
-    search_loop.init_sums(setup),
-    inputs,
-    steps=steps,
-    batch=config.search.batch_size * config.search.num_seeds,
-    mesh=setup.mesh,
-    timer=timer,
-  )
+def _compile_for_target(
+  step_fn, args, *, target: targets.Target, mesh, timer: timing.Phases, compute_dtype: str
+) -> dict[str, Any]:
+  """Lowers and compiles `step_fn(*args)` for `target`'s devices (nothing runs): the compiler's
+  time, the program's device memory, flops and bytes, and the roofline bound."""
+  with timer('lower step') as line:
+    lowered = step_fn.lower(*args)
+    hlo_ops = timing.count_ops(lowered)
+    line.info = f'{hlo_ops:,} ops'
+  analysis: dict[str, Any]
+  with timer(f'compile step for {target.spec}'):
+    try:
+      compiled = lowered.compile()
+    except Exception as e:  # noqa: BLE001 - only the compiler's out-of-memory refusal is a result
+      analysis = targets.out_of_memory(e)
+      if analysis is None:
+        raise
+    else:
+      analysis = targets.analyse(compiled, target, compute_dtype)
+  timer.close()
+  device = mesh.devices.flat[0]
   return {
+    'target': target.spec,
+    'device_kind': device.device_kind,
+    'platform': device.platform,
+    'device_count': mesh.devices.size,
+    'lower_s': round(timer.seconds['lower step'], 2),
+    'hlo_ops': hlo_ops,
+    'compile_s': round(timer.seconds[f'compile step for {target.spec}'], 2),
+    **analysis,
+  }
+
+
+def time_search_step(
+  config: ml_collections.ConfigDict, steps: int, target: targets.Target | None = None
+) -> dict[str, Any]:
+  """Builds, initialises, lowers, compiles and times `steps` search-phase steps of `config`;
+  with a `target`, compiles the step for it from shapes instead (nothing built or run)."""
+  validate_search_config(config)
+  timer = timing.Phases()
+  header = {
     'method': config.search.method,
     'num_seeds': config.search.num_seeds,
-    **(
-      {'seeds_program': search_loop.seeds_program(config.search.seeds_program)}
-      if config.search.num_seeds > 1
-      else {}
-    ),
     'order': config.search.order,
     'hypergradient': config.search.hypergradient if config.search.order == 2 else None,
-    **timing_record,
-    'data_s': round(data_s, 2),
-    'init_s': round(init_s, 2),
+  }
+  sizes = {
     'channels': config.model.channels,
     'layers': config.model.layers,
     'image_size': config.data.image_size,
     'num_classes': config.data.num_classes,
-    'depthwise_impl': resolve_depthwise_impl(config.model.depthwise_impl),
   }
+  batch = config.search.batch_size * config.search.num_seeds
+  if target is not None:
+    mesh = targets.target_mesh(target)
+    setup = search_setup.build_search(config, mesh, abstract=True)
+    _check_one_program(setup)
+    record = _compile_for_target(
+      search_setup.make_step_fn(setup, 'search'),
+      search_setup.abstract_step_args(setup),
+      target=target,
+      mesh=mesh,
+      timer=timer,
+      compute_dtype='float32',
+    )
+    return {**header, **_seeds_field(setup), 'batch': batch, **record, **sizes,
+            'depthwise_impl': setup.model.depthwise_impl}  # fmt: skip
+  with timer('build data', config.data.name):
+    setup = search_setup.build_search(config)
+    jax.block_until_ready(setup.data)
+  _check_one_program(setup)
+  with timer('init state'):
+    state = jax.block_until_ready(search_setup.init_state(setup))
+  data_s, init_s = timer.seconds['build data'], timer.seconds['init state']
+  step_fn = search_setup.make_step_fn(setup, 'search')
+  inputs = (setup.data, *search_setup.epoch_inputs(setup, 0))
+  timing_record = _time_step(
+    step_fn,
+    state,
+    search_setup.init_sums(setup),
+    inputs,
+    steps=steps,
+    batch=batch,
+    mesh=setup.mesh,
+    timer=timer,
+  )
+  return {
+    **header,
+    **_seeds_field(setup),
+    **timing_record,
+    'data_s': round(data_s, 2),
+    'init_s': round(init_s, 2),
+    **sizes,
+    'depthwise_impl': resolve_depthwise_impl(setup.model.depthwise_impl),
+  }
+
+
+def _check_one_program(setup) -> None:
+  if setup.num_seeds > 1 and setup.seeds_program == 'loop':
+    raise ConfigError(
+      f'bench times one program per step; config.search.seeds_program={setup.seeds_program!r} '
+      f'runs {setup.num_seeds} programs: set it to vmap or map, or use --cases=seeds'
+    )
+
+
+def _seeds_field(setup) -> dict[str, str]:
+  return {'seeds_program': setup.seeds_program} if setup.num_seeds > 1 else {}
 
 
 def time_seeds(config: ml_collections.ConfigDict, steps: int) -> dict[str, Any]:
   """N searches as one program ('vmap' and 'map') against one search's step run N times (the
   'loop' form), one record. N is `config.search.num_seeds`, or 4 when the config has one seed."""
   n = config.search.num_seeds if config.search.num_seeds > 1 else 4
-  record: dict[str, Any] = {'num_seeds': n, 'auto': search_loop.seeds_program('auto')}
+  record: dict[str, Any] = {'num_seeds': n, 'auto': seeds.seeds_program('auto')}
   for count, program in ((1, None), (n, 'vmap'), (n, 'map')):
     cfg = ml_collections.ConfigDict(config.to_dict())
     cfg.search.num_seeds = count
@@ -192,54 +262,76 @@ def time_seeds(config: ml_collections.ConfigDict, steps: int) -> dict[str, Any]:
   return record
 
 
-def time_train_step(config: ml_collections.ConfigDict, steps: int) -> dict[str, Any]:
-  """Compiles the retraining step of a train config and times it on one fake batch."""
-  from unreal_nas_jax.data import train_pipeline
-  from unreal_nas_jax.train import retrain
+def time_train_step(
+  config: ml_collections.ConfigDict, steps: int, target: targets.Target | None = None
+) -> dict[str, Any]:
+  """Compiles the retraining step of a train config and times it on one fake batch; with a
+  `target`, compiles it for that machine from shapes instead."""
+  from unreal_nas_jax.data import pipeline
+  from unreal_nas_jax.train import retrain, retrain_step
 
-  input_rate = _input_rate(config, steps)
+  input_rate = _input_rate(config, steps) if target is None else {}
   config = ml_collections.ConfigDict(config.to_dict())
   config.data.fake_data = True  # the step's cost, not the input pipeline's
-  setup = retrain.build_train(config)
+  mesh = targets.target_mesh(target) if target is not None else None
+  setup = retrain.build_train(config, mesh)
   train_fn, _ = retrain.make_steps(setup)
-  batches = train_pipeline.host_batches(setup.spec, 'train', 0)
-  batch = next(train_pipeline.global_batches(batches, setup.mesh))
+  header = {'network': config.data.name, 'genotype': config.genotype}
+  sizes = {
+    'channels': config.model.channels,
+    'layers': config.model.layers,
+    'image_size': config.data.image_size,
+    'compute_dtype': config.model.compute_dtype,
+  }
   timer = timing.Phases()
+  if target is not None:
+    scalar = parallel.abstract(jax.ShapeDtypeStruct((), jax.numpy.float32), setup.mesh)
+    batch = parallel.abstract(
+      pipeline.batch_shapes(setup.spec), setup.mesh, jax.sharding.PartitionSpec('data')
+    )
+    args = (
+      retrain.abstract_state(setup),
+      parallel.abstract_replicated(retrain_step.epoch_sums, setup.mesh),
+      batch,
+      scalar,
+      scalar,
+    )
+    record = _compile_for_target(
+      train_fn,
+      args,
+      target=target,
+      mesh=setup.mesh,
+      timer=timer,
+      compute_dtype=config.model.compute_dtype,
+    )
+    return {**header, 'batch': config.train.batch_size, **record, **sizes}
+  batches = pipeline.host_batches(setup.spec, 'train', 0)
+  batch = next(pipeline.global_batches(batches, setup.mesh))
   with timer('init state'):
     state = jax.block_until_ready(retrain.init_state(setup))
   init_s = timer.seconds['init state']
   timing_record = _time_step(
     train_fn,
     state,
-    retrain.epoch_sums(),
+    retrain_step.epoch_sums(),
     (batch, jax.numpy.float32(0.01), jax.numpy.float32(0.1)),
     steps=steps,
     batch=config.train.batch_size,
     mesh=setup.mesh,
     timer=timer,
   )
-  return {
-    'network': config.data.name,
-    'genotype': config.genotype,
-    **timing_record,
-    'init_s': round(init_s, 2),
-    'channels': config.model.channels,
-    'layers': config.model.layers,
-    'image_size': config.data.image_size,
-    'compute_dtype': config.model.compute_dtype,
-    **input_rate,
-  }
+  return {**header, **timing_record, 'init_s': round(init_s, 2), **sizes, **input_rate}
 
 
 def _input_rate(config: ml_collections.ConfigDict, steps: int) -> dict[str, Any]:
   """The config's input pipeline on this host, beside its step: images/s and where it runs (fake
   data when the config asks for it; a dataset that is not prepared gives the reason)."""
-  from unreal_nas_jax.data import train_pipeline
+  from unreal_nas_jax.data import pipeline
   from unreal_nas_jax.train import retrain
 
   try:
     setup = retrain.build_train(config)
-    rate = train_pipeline.measure_rate(setup.spec, max(steps, 5), setup.mesh)
+    rate = pipeline.measure_rate(setup.spec, max(steps, 5), setup.mesh)
   except ConfigError as e:
     return {'input_skipped': str(e).splitlines()[0]}
   return {
@@ -255,19 +347,19 @@ def time_checkpoints(repeats: int = 3) -> Iterator[dict[str, Any]]:
   import tempfile
 
   from unreal_nas_jax import checkpointing, parallel
-  from unreal_nas_jax.train import retrain
+  from unreal_nas_jax.train import retrain, retrain_step
 
   paper = builtin_config('paper')
-  search_setup = search_loop.build_search(paper)
+  paper_setup = search_setup.build_search(paper)
   train_setup = retrain.build_train(builtin_config('train_cifar'))
   states = {
     'search_paper': lambda: {
-      'state': search_loop.init_state(search_setup),
-      'sums': search_loop.init_sums(search_setup),
+      'state': search_setup.init_state(paper_setup),
+      'sums': search_setup.init_sums(paper_setup),
     },
     'train_cifar': lambda: {
       'state': retrain.init_state(train_setup),
-      'sums': parallel.replicate(retrain.epoch_sums(), train_setup.mesh),
+      'sums': parallel.replicate(retrain_step.epoch_sums(), train_setup.mesh),
     },
   }
   for name, make in states.items():
@@ -349,27 +441,38 @@ def run_bench(
   cases: Sequence[str] | None = None,
   orders: Sequence[int] = (1, 2),
   steps: int = 5,
+  target: str | None = None,
 ) -> Iterator[dict[str, Any]]:
   """Yields the records of `cases`.
 
   Without a config the cases are built-in: 'paper' and 'small' (search steps of those sizes) and
   'data' (every dataset at the paper's size). With a config: 'steps' (its search steps) and
-  'data' (its dataset). `cases=None` runs all of them.
+  'data' (its dataset). `cases=None` runs all of them. `target` (e.g. 'tpu:v5e:2x4') compiles
+  the step cases for that machine instead of timing them here (`TARGET_CASES`; default
+  `TARGET_DEFAULT_CASES`, or the config's steps).
   """
   for order in orders:
     if order not in (1, 2):
       raise ConfigError(f'bench order {order!r} is not allowed; allowed: 1, 2')
-  allowed = CONFIG_CASES if config is not None else BUILTIN_CASES
-  cases = allowed if cases is None else tuple(cases)
+  compile_for = targets.parse_target(target) if target is not None else None
+  if compile_for is not None:
+    allowed = ('steps',) if config is not None else TARGET_CASES
+    default = allowed if config is not None else TARGET_DEFAULT_CASES
+  else:
+    allowed = CONFIG_CASES if config is not None else BUILTIN_CASES
+    default = allowed
+  cases = default if cases is None else tuple(cases)
   for case in cases:
     if case not in allowed:
       with_config = 'with' if config is not None else 'without'
+      which = ' and --target' if compile_for is not None else ''
       raise ConfigError(
-        f'bench case {case!r} is not allowed {with_config} --config; allowed: {", ".join(allowed)}'
+        f'bench case {case!r} is not allowed {with_config} --config{which}; allowed: '
+        f'{", ".join(allowed)}'
       )
   if config is not None and 'train' in config:
     # A retraining config (configs/train.py): its step is the only case.
-    yield {'case': 'config', **time_train_step(config, steps)}
+    yield {'case': 'config', **time_train_step(config, steps, compile_for)}
     return
   if 'data' in cases:
     if config is not None:
@@ -388,11 +491,11 @@ def run_bench(
     for order in (1,) if first_order_only else orders:
       cfg = ml_collections.ConfigDict(base.to_dict())
       cfg.search.order = order
-      yield {'case': name, **time_search_step(cfg, steps)}
+      yield {'case': name, **time_search_step(cfg, steps, compile_for)}
   if config is None:
     for case in cases:
       if case.startswith('train_'):
-        yield {'case': case, **time_train_step(builtin_config(case), steps)}
+        yield {'case': case, **time_train_step(builtin_config(case), steps, compile_for)}
     if 'checkpoint' in cases:
       yield from time_checkpoints()
     if 'torch_reference' in cases:

@@ -22,6 +22,7 @@ RESUMABLE_CHANGES = (
   'checkpoint.',
   'parallel.',
   'model.depthwise_impl',
+  'model.edge_form',
   'search.seeds_program',
   'probe.program',  # how the probe's architectures share a program, not what they compute
   # Where the data is read from and how it is rendered in chunks, not what it is.

@@ -3,7 +3,8 @@
 Paths are `etils.epath` paths, so a workdir may be local or in cloud storage (`gs://bucket/run`,
 `s3://...`). Writes are atomic: locally a temporary file beside the target and a rename; in cloud
 storage an object appears whole when its upload finishes, so it is written in place. A reader, or
-a run resumed after a kill, sees the old file or the new one, never half of one.
+a run resumed after a kill, sees the old file or the new one, never half of one. The exception is
+`append_bytes`, for append-only files whose readers stop at a cut last record.
 """
 
 from __future__ import annotations
@@ -85,6 +86,18 @@ def write_bytes_atomic(path: PathLike, data: bytes) -> None:
     if os.path.exists(tmp):
       os.unlink(tmp)
     raise
+
+
+def append_bytes(path: PathLike, data: bytes) -> None:
+  """Appends `data` to `path` (created if missing). Not atomic: a kill during the write may leave
+  part of `data` at the end (append-only formats, such as TensorBoard's event files, are read up
+  to there). Cloud storage has no appends: there the object is read and written back whole."""
+  if is_remote(path):
+    p = as_path(path)
+    p.write_bytes((p.read_bytes() if p.exists() else b'') + data)
+    return
+  with as_path(path).open('ab') as f:
+    f.write(data)
 
 
 def write_json_atomic(path: PathLike, obj: Any, **json_kwargs) -> None:

@@ -42,6 +42,12 @@ def make_mesh(num_devices: int = 0) -> Mesh:
   return Mesh(np.asarray(chosen), (DATA_AXIS,))
 
 
+def mesh_platform(mesh: Mesh) -> str:
+  """'cpu', 'gpu' or 'tpu': the platform a mesh's programs compile for (also a compile-only
+  mesh of another machine's devices, `unreal_nas_jax.targets`)."""
+  return mesh.devices.flat[0].platform
+
+
 def check_batch_divides(batch_size: int, mesh: Mesh, name: str = 'config.search.batch_size'):
   count = mesh.devices.size
   if batch_size % count:
@@ -60,9 +66,14 @@ def data_mesh(num_devices: int, batch_size: int, batch_name: str, mesh: Mesh | N
 
 def abstract_replicated(init_fn, mesh: Mesh):
   """Shapes, dtypes and replicated shardings of `init_fn()`'s pytree, without computing it."""
-  sharding = replicated(mesh)
-  shapes = jax.eval_shape(init_fn)
-  return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
+  return abstract(jax.eval_shape(init_fn), mesh)
+
+
+def abstract(tree, mesh: Mesh, spec: PartitionSpec = PartitionSpec()):
+  """`ShapeDtypeStruct`s of a pytree of arrays or shapes, placed by `spec` on `mesh`
+  (replicated by default)."""
+  sharding = NamedSharding(mesh, spec)
+  return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), tree)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

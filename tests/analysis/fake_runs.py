@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from unreal_nas_jax.analysis import runs
+from unreal_nas_jax.train import probe_format
 
 GENOTYPE = {
   'normal': [['sep_conv_3x3', 0], ['skip_connect', 1]] * 4,
@@ -97,13 +97,13 @@ def write_probe_run(path, curves, dataset='rlrn'):
   _write(os.path.join(path, 'config.json'), {'data': {'name': dataset}, 'probe': {}})
   names = list(curves)
   _write(
-    os.path.join(path, runs.ARCHITECTURES_FILE),
-    runs.architectures_document(names, [GENOTYPE] * len(names)),
+    os.path.join(path, probe_format.ARCHITECTURES_FILE),
+    probe_format.architectures_document(names, [GENOTYPE] * len(names)),
   )
   records = [
-    runs.probe_record(name, GENOTYPE, epoch, 1.0 - acc, acc)
+    probe_format.probe_record(name, GENOTYPE, epoch, 1.0 - acc, acc)
     for name in names
     for epoch, acc in enumerate(curves[name], start=1)
   ]
-  _write_lines(os.path.join(path, runs.PROBE_FILE), records)
+  _write_lines(os.path.join(path, probe_format.PROBE_FILE), records)
   return str(path)

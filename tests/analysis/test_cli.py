@@ -66,6 +66,19 @@ def test_analyze_rank(tmp_path, capsys, probes):
   assert set(result) >= {'tau', 'p_value', 'n'}
 
 
+def test_analyses_without_a_figure_print_their_json_line(tmp_path, capsys, probes):
+  # The JSON line is the result; --out only adds the figure.
+  code, stdout, err = _run(capsys, 'analyze', 'difficulty', *probes)
+  assert code == 0, err
+  document = json.loads(stdout)
+  assert document['plot'] is None and len(document['datasets']) == 2
+  code, stdout, err = _run(capsys, 'analyze', 'rank', probes[0], probes[1], '--epoch=5')
+  assert code == 0, err
+  result = json.loads(stdout)
+  assert result['plot'] is None and result['n'] == 2 and result['tau'] == -1.0
+  assert not [p for p in tmp_path.rglob('*') if p.suffix in ('.png', '.svg')]
+
+
 def test_plot_search_runs_and_sweep(tmp_path, capsys):
   a = write_search_run(tmp_path / 'a', dataset='cifar10', num_classes=10, epochs=3)
   b = write_search_run(tmp_path / 'b', dataset='rlrn', num_classes=100, epochs=3)

@@ -8,6 +8,7 @@ import pytest
 from tests.analysis.fake_runs import write_probe_run, write_search_run, write_train_run
 from unreal_nas_jax.analysis import runs
 from unreal_nas_jax.analysis.runs import NotARunError
+from unreal_nas_jax.train import probe_format
 
 
 def test_search_run_and_its_seeds(tmp_path):
@@ -68,8 +69,8 @@ def test_probe_run(tmp_path):
 
 def test_probe_record_of_an_unlisted_architecture(tmp_path):
   path = write_probe_run(tmp_path / 'p', {'a': [0.1]})
-  with open(os.path.join(path, runs.PROBE_FILE), 'a') as f:
-    f.write(json.dumps(runs.probe_record('zz', {}, 1, 1.0, 0.0)) + '\n')
+  with open(os.path.join(path, probe_format.PROBE_FILE), 'a') as f:
+    f.write(json.dumps(probe_format.probe_record('zz', {}, 1, 1.0, 0.0)) + '\n')
   with pytest.raises(NotARunError, match="names architecture 'zz', which architectures.json"):
     runs.read_probe_run(path)
 

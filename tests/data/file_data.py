@@ -28,9 +28,13 @@ def write_folder(root, classes=('cat', 'dog', 'eel'), per_class=(6, 2), mode='RG
   return root
 
 
-def write_chexpert(root, rows_train=None, n_valid=6, labels=CHEXPERT_LABELS):
-  """train.csv / valid.csv with grayscale JPEGs; `rows_train`: lists of label strings."""
+def write_chexpert(root, rows_train=None, n_valid=6, labels=CHEXPERT_LABELS, archive=False):
+  """train.csv / valid.csv with grayscale JPEGs, image paths relative to root; `rows_train`: lists
+  of label strings. `archive`: laid out as the unzipped CheXpert-v1.0-small archive (CSVs and
+  images in root/CheXpert-v1.0-small/, paths starting with that folder)."""
   root = pathlib.Path(root)
+  folder = 'CheXpert-v1.0-small' if archive else 'small'
+  csv_dir = root / folder if archive else root
   rng = np.random.default_rng(1)
   if rows_train is None:
     rows_train = [[rng.choice(['1.0', '0.0', '-1.0', '']) for _ in labels] for _ in range(12)]
@@ -38,11 +42,11 @@ def write_chexpert(root, rows_train=None, n_valid=6, labels=CHEXPERT_LABELS):
   for name, rows in (('train', rows_train), ('valid', rows_valid)):
     table = []
     for i, values in enumerate(rows):
-      path = f'small/{name}/patient{i:05d}/study1/view1_frontal.jpg'
+      path = f'{folder}/{name}/patient{i:05d}/study1/view1_frontal.jpg'
       (root / path).parent.mkdir(parents=True, exist_ok=True)
       Image.fromarray(rng.integers(0, 256, (20, 18), dtype=np.uint8), 'L').save(root / path)
       table.append([path, 'Female', '60', 'Frontal', *values])
-    with open(root / f'{name}.csv', 'w', newline='') as f:
+    with open(csv_dir / f'{name}.csv', 'w', newline='') as f:
       writer = csv.writer(f)
       writer.writerow(['Path', 'Sex', 'Age', 'Frontal/Lateral', *labels])
       writer.writerows(table)

@@ -8,15 +8,16 @@ import tensorflow_datasets as tfds
 
 from tests.data.file_data import write_folder
 from unreal_nas_jax.config_utils import ConfigError
-from unreal_nas_jax.data import train_pipeline
+from unreal_nas_jax.data import pipeline, tfds_source
+from unreal_nas_jax.data.pipeline_spec import PipelineSpec
 
 
 def _source(root, seed=0, **fields):
-  spec = train_pipeline.resolve(train_pipeline.PipelineSpec(
+  spec = pipeline.resolve(PipelineSpec(
     'folder', 16, 4, seed=seed, data_dir=str(root), on_device='device', mean=(0.5,),
     std=(0.25,), cutout=4, **fields))  # fmt: skip
   mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ('data',))
-  return train_pipeline.Source(spec, mesh)
+  return pipeline.Source(spec, mesh)
 
 
 def _arrays(batches):
@@ -51,7 +52,7 @@ def test_device_eval_is_unaugmented_and_padded(tmp_path):
   source = _source(write_folder(tmp_path))
   evals = list(source.batches('val', 0))
   assert [float(b['mask'].sum()) for b in evals] == [4.0, 2.0]
-  host = list(train_pipeline.host_batches(source.spec, 'val', 0))
+  host = list(pipeline.host_batches(source.spec, 'val', 0))
   # The same decoded pixels and normalisation as the host path (no augmentation in eval).
   np.testing.assert_allclose(np.asarray(evals[0]['image']), host[0]['image'], atol=3e-2)
 
@@ -62,15 +63,15 @@ def test_device_path_refused_where_it_cannot_hold_the_data(tmp_path):
 
 
 def test_tfds_images_are_shuffled_encoded_and_decoded_after():
-  spec = train_pipeline.PipelineSpec('imagenet', 32, 4, seed=0, num_train_examples=8,
+  spec = PipelineSpec('imagenet', 32, 4, seed=0, num_train_examples=8,
                                      num_eval_examples=4)  # fmt: skip
   with tfds.testing.mock_data(num_examples=8):
-    encoded = train_pipeline.encoded_examples(spec, 'train', 0)
+    encoded = tfds_source.encoded_examples(spec, 'train', 0)
     # Before the map that decodes, the shuffled image is still the JPEG's bytes.
     assert encoded.element_spec[1]['image'].dtype == tf.string
-    whole = list(train_pipeline.host_batches(spec, 'train', 0))
-    tail = list(train_pipeline.host_batches(spec, 'train', 0, start_step=1))
-    evals = list(train_pipeline.host_batches(spec, 'validation', 0))
+    whole = list(pipeline.host_batches(spec, 'train', 0))
+    tail = list(pipeline.host_batches(spec, 'train', 0, start_step=1))
+    evals = list(pipeline.host_batches(spec, 'validation', 0))
   assert len(whole) == 2 and whole[0]['image'].shape == (4, 32, 32, 3)
   np.testing.assert_array_equal(whole[1]['image'], tail[0]['image'])
   assert evals[0]['image'].shape == (4, 32, 32, 3)
@@ -78,15 +79,15 @@ def test_tfds_images_are_shuffled_encoded_and_decoded_after():
 
 def test_measure_rate_reports_the_path_and_a_rate(tmp_path):
   spec = _source(write_folder(tmp_path)).spec
-  rate = train_pipeline.measure_rate(spec, steps=2)
+  rate = pipeline.measure_rate(spec, steps=2)
   assert rate['path'] == 'device' and rate['batches'] == 2 and rate['images_per_s'] > 0
 
 
 def test_cifar_stays_on_the_device_and_resumes_mid_epoch():
-  spec = train_pipeline.PipelineSpec('cifar10', 32, 4, seed=0, num_train_examples=16)
+  spec = PipelineSpec('cifar10', 32, 4, seed=0, num_train_examples=16)
   mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ('data',))
   with tfds.testing.mock_data(num_examples=16):
-    source = train_pipeline.Source(spec, mesh)
+    source = pipeline.Source(spec, mesh)
     whole, labels = _arrays(source.batches('train', 3))
     tail, tail_labels = _arrays(source.batches('train', 3, start_step=2))
   assert source.on_device and len(whole) == 4 and whole[0].shape == (4, 32, 32, 3)

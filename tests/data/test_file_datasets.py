@@ -5,13 +5,14 @@ import pytest
 
 from tests.data.file_data import write_chexpert, write_folder
 from unreal_nas_jax.config_utils import ConfigError
-from unreal_nas_jax.data import folder, label_csv, train_pipeline
+from unreal_nas_jax.data import file_source, folder, label_csv, pipeline
+from unreal_nas_jax.data.pipeline_spec import PipelineSpec
 
 
 def folder_spec(root, **fields):
   base = dict(dataset='folder', image_size=16, batch_size=4, seed=0, data_dir=str(root),
               on_device='host', mean=(0.5,), std=(0.25,))  # fmt: skip
-  return train_pipeline.resolve(train_pipeline.PipelineSpec(**{**base, **fields}))
+  return pipeline.resolve(PipelineSpec(**{**base, **fields}))
 
 
 def test_folder_splits_and_held_out_fraction(tmp_path):
@@ -33,22 +34,22 @@ def test_folder_batches_grayscale_and_colour(tmp_path, channels, mode, fmt):
   root = write_folder(tmp_path, mode=mode, fmt=fmt)
   spec = folder_spec(root, channels=channels, mean=(), std=(), cutout=4)
   assert len(spec.mean) == channels and all(0.3 < m < 0.7 for m in spec.mean)  # computed
-  batches = list(train_pipeline.host_batches(spec, 'train', 0))
+  batches = list(pipeline.host_batches(spec, 'train', 0))
   assert len(batches) == 4 and batches[0]['image'].shape == (4, 16, 16, channels)
-  evals = list(train_pipeline.host_batches(spec, 'val', 0))
+  evals = list(pipeline.host_batches(spec, 'val', 0))
   assert [b['mask'].sum() for b in evals] == [4, 2]  # 6 images, the last batch padded
   assert sorted(np.concatenate([b['label'][b['mask'] > 0] for b in evals])) == [0, 0, 1, 1, 2, 2]
 
 
 def test_start_step_equals_the_tail_of_the_epoch(tmp_path):
   spec = folder_spec(write_folder(tmp_path))
-  whole = list(train_pipeline.host_batches(spec, 'train', 1))
-  tail = list(train_pipeline.host_batches(spec, 'train', 1, start_step=2))
+  whole = list(pipeline.host_batches(spec, 'train', 1))
+  tail = list(pipeline.host_batches(spec, 'train', 1, start_step=2))
   assert len(tail) == 2
   for a, b in zip(whole[2:], tail, strict=True):
     np.testing.assert_array_equal(a['image'], b['image'])
     np.testing.assert_array_equal(a['label'], b['label'])
-  other = list(train_pipeline.host_batches(spec, 'train', 2))
+  other = list(pipeline.host_batches(spec, 'train', 2))
   assert not np.array_equal(whole[0]['image'], other[0]['image'])
 
 
@@ -72,8 +73,8 @@ def test_an_undecodable_image_is_named(tmp_path):
   bad = root / 'train' / 'dog' / '3.png'
   bad.write_bytes(b'not a png at all')
   spec = folder_spec(root)
-  with pytest.raises(train_pipeline.ImageDecodeError, match=r'cannot decode image .*dog/3\.png'):
-    for _ in train_pipeline.host_batches(spec, 'train', 0):
+  with pytest.raises(file_source.ImageDecodeError, match=r'cannot decode image .*dog/3\.png'):
+    for _ in pipeline.host_batches(spec, 'train', 0):
       pass
 
 
@@ -95,16 +96,44 @@ def test_chexpert_csv_batches(tmp_path):
   labels = ('Cardiomegaly', 'Edema')
   rows = [['1', '-1'], ['0', ''], ['-1', '1'], ['', '0']]
   root = write_chexpert(tmp_path, rows_train=rows, labels=labels)
-  spec = train_pipeline.resolve(train_pipeline.PipelineSpec(
+  spec = pipeline.resolve(PipelineSpec(
     dataset='chexpert', image_size=16, batch_size=2, seed=0, data_dir=str(root), channels=1,
     csv_label_columns=labels, uncertainty='ignore', augment='affine', flip=False))  # fmt: skip
   assert spec.names == labels and len(spec.mean) == 1
-  batches = list(train_pipeline.host_batches(spec, 'train', 0))
+  batches = list(pipeline.host_batches(spec, 'train', 0))
   assert batches[0]['image'].shape == (2, 16, 16, 1)
   seen = {
     tuple(t): tuple(m) for b in batches for t, m in zip(b['label'], b['label_mask'], strict=True)
   }
   assert seen == {(1, 0): (1, 0), (0, 0): (1, 1), (0, 1): (0, 1)}
+
+
+def test_an_unzipped_chexpert_archive_is_found_in_data_dir(tmp_path):
+  # DIR/CheXpert-v1.0-small/{train,valid}.csv, image paths starting with CheXpert-v1.0-small/.
+  root = write_chexpert(tmp_path, rows_train=[['1'], ['0'], ['1']], labels=('Edema',), archive=True)
+  assert not (root / 'train.csv').exists()
+
+  def spec(**fields):
+    return pipeline.resolve(PipelineSpec(
+      dataset='chexpert', image_size=8, batch_size=3, seed=0, data_dir=str(root), channels=1,
+      csv_label_columns=('Edema',), **fields))  # fmt: skip
+
+  found = spec()
+  train = file_source.file_list(found, 'train')
+  image = root / 'CheXpert-v1.0-small/train/patient00000/study1/view1_frontal.jpg'
+  assert train.paths[0] == str(image) and train.labels[:, 0].tolist() == [1, 0, 1]
+  assert len(file_source.file_list(found, 'valid').paths) == 6
+  (batch,) = pipeline.host_batches(found, 'train', 0)  # the images load
+  assert batch['image'].shape == (3, 8, 8, 1)
+  # Still overridable: a CSV of one's own in DIR is read instead.
+  lines = (root / 'CheXpert-v1.0-small/train.csv').read_text().splitlines()
+  (root / 'mine.csv').write_text('\n'.join(lines[:2]) + '\n')
+  assert len(file_source.file_list(spec(csv_train='mine.csv'), 'train').paths) == 1
+  # Found nowhere: one line naming every place looked at.
+  with pytest.raises(
+    ConfigError, match=r'label CSV \S+/none.csv or \S+/CheXpert-v1.0-small/none.csv'
+  ):
+    spec(csv_eval='none.csv')
 
 
 def test_csv_errors_are_one_line(tmp_path):
@@ -120,9 +149,9 @@ def test_csv_errors_are_one_line(tmp_path):
 
 
 def test_fake_chexpert_batches_have_the_multilabel_shapes():
-  spec = train_pipeline.resolve(train_pipeline.PipelineSpec(
+  spec = pipeline.resolve(PipelineSpec(
     'chexpert', 16, 4, seed=0, fake_data=True, channels=1, num_train_examples=8))  # fmt: skip
-  batches = list(train_pipeline.host_batches(spec, 'train', 0, start_step=1))
+  batches = list(pipeline.host_batches(spec, 'train', 0, start_step=1))
   assert len(batches) == 1 and spec.num_classes == 14 and spec.mean == (0.5,)
   assert batches[0]['image'].shape == (4, 16, 16, 1)
   assert batches[0]['label'].shape == batches[0]['label_mask'].shape == (4, 14)

@@ -20,7 +20,7 @@ def test_two_pass_variance_keeps_float32_precision_with_a_large_mean():
     np.float64(x).var((0, 1, 2)) + 1e-5
   )
   two_pass, _ = _apply(BatchNorm(affine=False), x)
-  one_pass, _ = _apply(BatchNorm(affine=False, two_pass=False), x)
+  one_pass, _ = _apply(BatchNorm(affine=False, moments='one_pass'), x)
   assert np.abs(np.asarray(two_pass) - truth).max() < 1e-3
   assert np.abs(np.asarray(one_pass) - truth).max() > 1e-2  # what the two passes avoid
 

@@ -16,12 +16,78 @@ def _shapes(model, image_shape):
   return jax.eval_shape(lambda: model.init(RNGS, images, 0.2, train=True))
 
 
-def test_darts_v2_parameter_counts_match_the_reference():
-  darts_v2 = published.get_genotype('DARTS_V2')
-  cifar = en.NetworkCIFAR(darts_v2, num_classes=10, channels=36, layers=20)
-  assert en.count_params(_shapes(cifar, (32, 32, 3))['params']) == 3_349_342
-  imagenet = en.NetworkImageNet(darts_v2, num_classes=1000, channels=48, layers=14)
-  assert en.count_params(_shapes(imagenet, (224, 224, 3))['params']) == 4_718_752
+# Parameters (auxiliary head excluded) of every published cell's standard networks, (cifar10,
+# cifar100, imagenet), as the networks had them before identical cells were scanned: made with
+# a throwaway script that ran `jax.eval_shape(model.init)` and `count_params` on
+# `standard_network` at commit fa28592^ (whose cells were all unrolled). DARTS_V2's are the
+# reference's published 3,349,342 and 4,718,752.
+PUBLISHED_PARAMS = {
+  'NASNet': (3_830_950, 3_895_840, 5_564_320),
+  'AmoebaNet': (3_145_078, 3_184_048, 4_627_360),
+  'DARTS_V1': (3_169_414, 3_221_344, 4_510_432),
+  'DARTS_V2': (3_349_342, 3_401_272, 4_718_752),
+  'PC_DARTS_cifar': (3_634_678, 3_686_608, 5_270_560),
+  'PC_DARTS_image': (3_721_510, 3_773_440, 5_342_464),
+  'Cri1_CIFAR_1': (3_750_238, 3_802_168, 5_247_040),
+  'Cri1_CIFAR_2': (3_729_502, 3_781_432, 5_230_144),
+  'Cri1_CIFAR_3': (3_795_166, 3_847_096, 5_285_440),
+  'Cri1_CIFAR_4': (3_320_614, 3_372_544, 4_747_360),
+  'Cri1_CIFAR_5': (3_449_782, 3_501_712, 4_910_368),
+  'Cri1_CIFAR_6': (3_465_334, 3_517_264, 4_897_216),
+  'Cri1_CIFAR_7': (3_830_374, 3_882_304, 5_343_904),
+  'Cri1_CIFAR_8': (3_662_110, 3_714_040, 5_195_680),
+  'Cri1_CIFAR_9': (3_975_094, 4_027_024, 5_493_760),
+  'Cri1_CIFAR_10': (3_606_814, 3_658_744, 5_143_456),
+  'Cri2_CIFAR_1': (4_143_574, 4_195_504, 5_742_976),
+  'Cri2_CIFAR_2': (3_877_030, 3_928_960, 5_361_472),
+  'Cri2_CIFAR_3': (4_094_110, 4_146_040, 5_697_664),
+  'Cri2_CIFAR_4': (3_909_430, 3_961_360, 5_438_464),
+  'Cri2_CIFAR_5': (3_687_166, 3_739_096, 5_196_064),
+  'Cri2_CIFAR_6': (3_948_094, 4_000_024, 5_501_536),
+  'Cri2_CIFAR_7': (3_690_190, 3_742_120, 5_143_936),
+  'Cri2_CIFAR_8': (4_328_254, 4_380_184, 5_856_928),
+  'Cri2_CIFAR_9': (3_734_686, 3_786_616, 5_260_192),
+  'Cri2_CIFAR_10': (3_676_150, 3_728_080, 5_159_104),
+  'DARTS': (3_349_342, 3_401_272, 4_718_752),
+  'PCDARTS': (3_634_678, 3_686_608, 5_270_560),
+  'Cri1_CIFAR_Best': (3_795_166, 3_847_096, 5_285_440),
+  'Cri2_CIFAR_Best': (4_094_110, 4_146_040, 5_697_664),
+  'Cri1_ImageNet_1': (3_750_238, 3_802_168, 5_247_040),
+  'Cri1_ImageNet_2': (3_729_502, 3_781_432, 5_230_144),
+  'Cri1_ImageNet_3': (3_795_166, 3_847_096, 5_285_440),
+  'Cri2_ImageNet_1': (4_094_110, 4_146_040, 5_697_664),
+  'Cri2_ImageNet_2': (3_909_430, 3_961_360, 5_438_464),
+  'Cri2_ImageNet_3': (3_687_166, 3_739_096, 5_196_064),
+}
+
+
+def _same_genotype_names():
+  groups = {}
+  for name in published.genotype_names():
+    groups.setdefault(published.get_genotype(name), []).append(name)
+  return list(groups.values())
+
+
+def test_the_parameter_table_names_every_published_cell():
+  assert list(PUBLISHED_PARAMS) == published.genotype_names()
+
+
+# Names of one genotype (aliases such as DARTS = DARTS_V2) are built once. Tracing a standard
+# network takes about a second, so each genotype traces two: CIFAR-10 and ImageNet; the CIFAR-100
+# network is the CIFAR-10 one with a 100-way classifier (num_classes reaches nothing else).
+@pytest.mark.parametrize('names', _same_genotype_names(), ids=lambda names: names[0])
+def test_every_published_cell_builds_with_its_parameter_count(names):
+  def params(dataset):
+    model = en.standard_network(dataset, published.get_genotype(names[0]))
+    images = jnp.zeros((1, *en.DATASETS[dataset].image_shape), jnp.float32)
+    return jax.eval_shape(lambda: model.init(RNGS, images, train=False))['params']
+
+  cifar = params('cifar10')
+  features = cifar['classifier']['kernel'].shape[0]
+  cifar100 = en.count_params(cifar) + (features + 1) * (100 - 10)
+  counts = (en.count_params(cifar), cifar100, en.count_params(params('imagenet')))
+  for name in names:
+    assert counts == PUBLISHED_PARAMS[name], name
 
 
 def test_auxiliary_head_is_excluded_from_the_count_but_present():
@@ -140,14 +206,24 @@ def _unrolled_variables(variables, layers):
   return out
 
 
+def test_cell_runs_hold_only_cells_whose_inputs_and_output_have_one_shape():
+  darts_v2 = published.get_genotype('DARTS_V2')
+  assert en.cell_runs(darts_v2, 20, 13) == [
+    (0, 1), (1, 2), (2, 6), (6, 7), (7, 8), (8, 13), (13, 14), (14, 15), (15, 20)
+  ]  # fmt: skip
+  # NASNet's normal cell concatenates 5 nodes and its reduction cell 3: the cell two after a
+  # reduction reads a narrower s0 than its output, so it stays outside the run.
+  assert en.cell_runs(published.get_genotype('NASNet'), 20, 13) == [
+    (0, 1), (1, 2), (2, 6), (6, 7), (7, 8), (8, 9), (9, 13), (13, 14), (14, 15), (15, 16),
+    (16, 20),
+  ]  # fmt: skip
+
+
 @pytest.mark.parametrize(
   'network,layers,size', [(en.NetworkCIFAR, 11, 32), (en.NetworkImageNet, 10, 224)]
 )
 def test_scanned_cells_equal_the_unrolled_network(network, layers, size):
   """Identical cells share one traced body (nn.scan): the same function, fewer traced cells."""
-  assert en.cell_runs(20, 13) == [
-    (0, 1), (1, 2), (2, 6), (6, 7), (7, 8), (8, 13), (13, 14), (14, 15), (15, 20)
-  ]  # fmt: skip
   darts_v2 = published.get_genotype('DARTS_V2')
   scanned = network(darts_v2, num_classes=5, channels=8, layers=layers)
   unrolled = scanned.clone(scan_cells=False)

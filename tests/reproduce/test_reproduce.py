@@ -10,11 +10,12 @@ import tensorflow_datasets as tfds
 
 from tests.conftest import CACHE_DIR
 from tests.helpers import run_cli
+from unreal_nas_jax import targets
 from unreal_nas_jax.cli.main import main
 from unreal_nas_jax.config_utils import load_config
 from unreal_nas_jax.reproduce import estimate, runner, table
 from unreal_nas_jax.reproduce import plan as plan_lib
-from unreal_nas_jax.train import search_loop
+from unreal_nas_jax.train import records
 from unreal_nas_jax.train.run import Preempted
 
 PAPER_ROWS = ['darts_rlrd', 'darts_rlgd', 'darts_rlrn', 'darts_cifar10', 'sgas_rlgd']
@@ -88,11 +89,19 @@ def test_the_default_plan_lists_every_phase_and_command(tmp_path, capsys, monkey
 
 
 def _stub_step_times(calls):
+  """Step times as `program_step_time` gives them: measured here (search 1 s, retraining 0.3
+  s, compile 10 s, start-up 5 s), or for a target (search bound 1 s; the retraining step does
+  not fit, so no bound)."""
+
   def step_time(program, config, steps, target):
     calls.append((program, config))
-    kind = estimate.BOUND if target else estimate.MEASURED
     ms = {'search': 1000.0, 'train': 300.0}[program]
-    return estimate.StepTime(ms, 10.0, kind, target.spec if target else '1 x cpu (cpu)')
+    if target is None:
+      return estimate.StepTime(ms, 10.0, estimate.MEASURED, '1 x cpu (cpu)', startup_s=5.0)
+    if program == 'train':
+      return estimate.StepTime(None, 10.0, estimate.BOUND, target.spec, fits=False,
+                               peak_memory_gb=99.0)  # fmt: skip
+    return estimate.StepTime(ms, 10.0, estimate.BOUND, target.spec, fits=True, peak_memory_gb=1.5)
 
   return step_time
 
@@ -106,21 +115,23 @@ def test_the_estimate_times_each_program_once(tmp_path):
   assert [program for program, _ in calls] == ['search', 'train', 'search']
   assert calls[0][1].search.num_seeds == 1  # on a CPU the 3 seeds run the single-seed step
   search, train, evaluation = seconds[:3]
-  assert search == pytest.approx(55 * (25_000 // 64) * 1.0 * 3 + 10.0)
+  assert search == pytest.approx(55 * (25_000 // 64) * 1.0 * 3 + 10.0 + 5.0)
   evals_per_run = math.ceil(10_000 / 96) * 0.3 / 3  # batches at a third of a training step
   assert evaluation == pytest.approx(evals_per_run)
-  assert train == pytest.approx(500 * (50_000 // 96) * 0.3 + 500 * evals_per_run + 10.0)
+  assert train == pytest.approx(500 * (50_000 // 96) * 0.3 + 500 * evals_per_run + 10.0 + 5.0)
   # SGAS grows its batch 64 -> 128: each batch's steps cost in proportion, one compile each.
   sgas = plan.search_phase(plan_lib.Row('sgas', 'rlgd'))
   schedule = estimate.search_schedule(sgas.config())
   expected = sum(schedule.steps_per_epoch(e) * schedule.batch_size(e) / 64 for e in range(55))
-  assert estimator.phase_seconds(sgas) == pytest.approx(expected * 3 + 10.0 * 9)
+  assert estimator.phase_seconds(sgas) == pytest.approx(expected * 3 + 10.0 * 9 + 5.0)
 
 
 def test_the_plan_for_a_target_uses_its_bounds(tmp_path, capsys, monkeypatch):
   calls = []
   monkeypatch.setattr(estimate, 'program_step_time', _stub_step_times(calls))
-  monkeypatch.setattr(estimate, 'load_target', lambda spec: estimate.Target(spec, object()))
+  monkeypatch.setattr(
+    estimate, 'load_target', lambda spec: estimate.Target(spec, targets.parse_target(spec))
+  )
   root = tmp_path / 'r'
   status, out, err = _main(
     capsys, monkeypatch, f'--workdir={root}', '--plan', '--target=tpu:v5e',
@@ -130,9 +141,21 @@ def test_the_plan_for_a_target_uses_its_bounds(tmp_path, capsys, monkeypatch):
   # On an accelerator the N seeds are one vmapped program, timed as such.
   assert [c.search.num_seeds for p, c in calls if p == 'search'] == [3]
   assert calls[0][1].search.seeds_program == 'vmap'
-  assert 'roofline lower bounds for tpu:v5e' in out and '(roofline bound)' in out
-  search_s = 55 * (25_000 // 64) * 1.0 + 10.0
-  assert f'search darts_rlrn{" " * 10}' in out and estimate.format_duration(search_s) in out
+  assert 'roofline lower bounds for tpu:v5e' in out
+  lines = {line.split(maxsplit=1)[1].rsplit('  ', 2)[0].strip(): line for line in out.splitlines()
+           if line[:3].strip().isdigit()}  # fmt: skip
+  search_s = 55 * (25_000 // 64) * 1.0 + 10.0  # one program for the 3 seeds, no start-up
+  assert lines['search darts_rlrn'].split()[-4:] == [
+    *estimate.format_duration(search_s).split(),
+    'to',
+    'run',
+  ]
+  # The retraining program does not fit the target: no bound, said so, left out of the total.
+  assert lines['train darts_rlgd seed 2 on cifar100'].split()[-3:] == ['-', 'to', 'run']
+  assert 'no bound (roofline bound), compile 10 s, does NOT fit in memory, peak 99.0 GB' in out
+  total = 2 * search_s
+  assert f'total device time: {estimate.format_duration(total)} (searches' in out
+  assert 'without the 12 phases that have no bound' in out
   assert not root.exists()
 
 
@@ -152,7 +175,7 @@ def _without_paths_and_times(row):
 def test_a_quick_reproduction_interrupted_resumed_and_read_back(tmp_path, capsys, monkeypatch):
   split, whole = tmp_path / 'split', tmp_path / 'whole'
   rows = '--config.rows=darts_rlrn,darts_rlrd'
-  original = search_loop.epoch_record
+  original = records.search_record
 
   def interrupted(setup, epoch, *args, **kwargs):
     if setup.config.data.name == 'rlrd' and epoch == 1:
@@ -160,10 +183,10 @@ def test_a_quick_reproduction_interrupted_resumed_and_read_back(tmp_path, capsys
     return original(setup, epoch, *args, **kwargs)
 
   with tfds.testing.mock_data(num_examples=32):
-    monkeypatch.setattr(search_loop, 'epoch_record', interrupted)
+    monkeypatch.setattr(records, 'search_record', interrupted)
     status, _, err = _main(capsys, monkeypatch, *TINY, rows, f'--workdir={split}')
     assert status == 130 and 'rerun the same command to resume' in err[-1]
-    monkeypatch.setattr(search_loop, 'epoch_record', original)
+    monkeypatch.setattr(records, 'search_record', original)
 
     status, out, err = _main(capsys, monkeypatch, f'--workdir={split}', '--table-only')
     assert status == 0, err
@@ -264,7 +287,8 @@ def _write_plan(root, **fields):
     (('--config.rows=darts_rlrn', '--config.retrain=cifar100', 'OTHER_PLAN'), 'holds a run with a '
      "different config: retrain (saved 'cifar10,cifar100', now 'cifar100')"),
     (('--table-only',), 'holds no reproduction (no config.json)'),
-    (('--plan', '--target=tpu:v5e'), '--target=tpu:v5e needs the target mode of `unreal-nas'),
+    (('--plan', '--target=tpu:v9'), "--target='tpu:v9': unknown tpu 'v9'; allowed: tpu:<chip>"),
+    (('--target=tpu:v5e',), '--target=tpu:v5e is for --plan'),
   ],
 )  # fmt: skip
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(

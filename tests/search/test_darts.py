@@ -11,17 +11,17 @@ import pytest
 from tests.conftest import tiny_search_config
 from unreal_nas_jax import optim
 from unreal_nas_jax.search import darts
-from unreal_nas_jax.train import search_loop
+from unreal_nas_jax.search import setup as search_setup
 
 
 @pytest.fixture(scope='module')
 def setup_and_batches():
   config = tiny_search_config(optim__weight_decay=3e-4, search__alpha_init='normal')
-  setup = search_loop.build_search(config)
-  state = search_loop.init_state(setup)
+  setup = search_setup.build_search(config)
+  state = search_setup.init_state(setup)
   # One real warm-up step first, so the momentum buffer the virtual step reuses is non-zero.
-  inputs = search_loop.epoch_inputs(setup, 0)
-  warmup = search_loop.make_step_fn(setup, 'warmup')
+  inputs = search_setup.epoch_inputs(setup, 0)
+  warmup = search_setup.make_step_fn(setup, 'warmup')
   state, _ = warmup(state, darts.init_metrics(), setup.data, *inputs)
   idx = jnp.arange(8, dtype=jnp.int32)
   train_batch = setup.batch_fn(setup.data, idx, 'train')
@@ -159,8 +159,8 @@ def test_cosine_learning_rate_matches_reference_formula():
 
 def test_search_step_updates_alphas_then_weights_and_counts(setup_and_batches):
   setup, state, _, _ = setup_and_batches
-  step = search_loop.make_step_fn(setup, 'search')
-  inputs = search_loop.epoch_inputs(setup, 1)
+  step = search_setup.make_step_fn(setup, 'search')
+  inputs = search_setup.epoch_inputs(setup, 1)
   before = jax.device_get(state)
   state2, sums = step(jax.tree.map(jnp.copy, state), darts.init_metrics(), setup.data, *inputs)
   sums = jax.device_get(sums)

@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import tiny_search_config
 from tests.helpers import search_interrupted_then_resumed
 from unreal_nas_jax.config_utils import ConfigError, load_config
+from unreal_nas_jax.search import setup as search_setup
 from unreal_nas_jax.search import sgas
 from unreal_nas_jax.search.validate import validate_search_config
 from unreal_nas_jax.space.primitives import PRIMITIVES
@@ -119,7 +120,7 @@ def test_paper_schedule_decides_after_epochs_9_to_44_and_grows_the_batch_to_128(
   assert decided == [9, 14, 19, 24, 29, 34, 39, 44]
   config = load_config('configs/search.py:rlrn,sgas')
   config.data.num_examples = 1024  # keeps the build small; the schedule is the preset's
-  setup = search_loop.build_search(config)
+  setup = search_setup.build_search(config)
   assert [setup.batch_size(e) for e in (0, 5, 14, 15, 19, 20, 54)] == [64, 64, 64, 72, 72, 80, 128]
   assert [setup.is_decision_epoch(e) for e in (13, 14, 49, 50)] == [False, True, True, False]
   assert setup.epoch_start(16) == 15 * (1024 // 64) + (1024 // 72)  # epochs 0-14, then 15

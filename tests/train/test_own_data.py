@@ -9,7 +9,7 @@ import pytest
 from tests.conftest import apply_overrides
 from tests.data.file_data import write_chexpert, write_folder
 from unreal_nas_jax.config_utils import ConfigError, load_config, to_dict
-from unreal_nas_jax.train import retrain
+from unreal_nas_jax.train import retrain, retrain_config
 
 
 def tiny_config(preset, data_dir, **overrides):
@@ -80,10 +80,10 @@ def test_bad_data_fields_are_one_line_errors(tmp_path):
 def test_a_config_from_before_the_data_fields_still_validates():
   fresh = load_config('configs/train.py:cifar10,quick')
   old = to_dict(fresh)
-  for section, fields in retrain.ADDED_DEFAULTS.items():
+  for section, fields in retrain_config.ADDED_DEFAULTS.items():
     for key, value in fields.items():
       assert fresh[section][key] == value, (section, key)  # the defaults are the preset's
       del old[section][key]
   old = ml_collections.ConfigDict({**old, 'genotype': 'DARTS_V2'})
-  retrain.validate_train_config(old)
+  retrain_config.validate_train_config(old)
   assert old.data.channels == 3 and old.model.network == 'auto'

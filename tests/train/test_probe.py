@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import TINY_SIZES, apply_overrides
+from tests.helpers import read_scalars
 from unreal_nas_jax import checkpointing
-from unreal_nas_jax.analysis import runs, tensorboard
+from unreal_nas_jax.analysis import runs
 from unreal_nas_jax.cli.main import main
 from unreal_nas_jax.config_utils import ConfigError, load_config
 from unreal_nas_jax.models.supernet import SearchNetwork
@@ -141,11 +142,12 @@ def _curves(workdir):
 
 
 def _interrupt_at_step(monkeypatch, call):
-  """The compiled probe step raises KeyboardInterrupt (as a kill would) at its `call`-th call."""
-  original = startup.wait_compiled
+  """The compiled probe step raises KeyboardInterrupt (as a kill would) at its `call`-th call
+  (counted over the whole run: the loop asks for the compiled step every epoch)."""
+  original, calls = startup.wait_compiled, []
 
   def wait_compiled(compiling, name):
-    fn, calls = original(compiling, name), []
+    fn = original(compiling, name)
 
     def step(*args):
       calls.append(1)
@@ -155,7 +157,7 @@ def _interrupt_at_step(monkeypatch, call):
 
     return step
 
-  monkeypatch.setattr(probe.startup, 'wait_compiled', wait_compiled)
+  monkeypatch.setattr(startup, 'wait_compiled', wait_compiled)
 
 
 def test_k_together_equal_one_by_one_and_a_resumed_probe_equals_an_uninterrupted_one(
@@ -174,7 +176,7 @@ def test_k_together_equal_one_by_one_and_a_resumed_probe_equals_an_uninterrupted
   assert list(run.architectures) == ['random_0_0', 'random_0_1'] == summary['architectures']
   assert run.epochs_reached() == {'random_0_0': 2, 'random_0_1': 2}
   assert not np.allclose(curves['random_0_0'], curves['random_0_1'])  # two architectures differ
-  events = tensorboard.read_scalars(str(together / 'tensorboard'))
+  events = read_scalars(together / 'tensorboard')
   assert {'loss/random_0_0', 'accuracy/random_0_1', 'lr'} <= set(events)
   np.testing.assert_allclose(
     [events['loss/random_0_1'][e] for e in (1, 2)], curves['random_0_1'], rtol=1e-6

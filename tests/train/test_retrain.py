@@ -9,7 +9,8 @@ import tensorflow_datasets as tfds
 
 from tests.conftest import apply_overrides, tiny_search_config
 from unreal_nas_jax.config_utils import ConfigError, load_config
-from unreal_nas_jax.data import train_pipeline
+from unreal_nas_jax.data import pipeline
+from unreal_nas_jax.data.pipeline_spec import PipelineSpec
 from unreal_nas_jax.space import genotypes, published
 from unreal_nas_jax.train import retrain, search_loop
 from unreal_nas_jax.train.genotype_source import resolve_genotype
@@ -106,11 +107,11 @@ def test_two_steps_on_mocked_tfds(preset, tmp_path):
 
 
 def test_cifar_augmentation_is_deterministic_per_epoch_with_cutout():
-  spec = train_pipeline.PipelineSpec('cifar10', 32, 4, seed=0, num_train_examples=8)
+  spec = PipelineSpec('cifar10', 32, 4, seed=0, num_train_examples=8)
   with tfds.testing.mock_data(num_examples=8):
-    a = list(train_pipeline.host_batches(spec, 'train', 0))
-    b = list(train_pipeline.host_batches(spec, 'train', 0))
-    c = list(train_pipeline.host_batches(spec, 'train', 1))
+    a = list(pipeline.host_batches(spec, 'train', 0))
+    b = list(pipeline.host_batches(spec, 'train', 0))
+    c = list(pipeline.host_batches(spec, 'train', 1))
   assert len(a) == 2 and a[0]['image'].shape == (4, 32, 32, 3)
   np.testing.assert_array_equal(a[0]['image'], b[0]['image'])
   assert not np.allclose(a[0]['image'], c[0]['image'])

@@ -9,12 +9,12 @@ import pytest
 from etils.epath import gpath, testing
 
 from tests.conftest import CACHE_DIR, tiny_search_config
+from tests.helpers import read_scalars
 from tests.train.test_retrain import tiny_train_config
 from unreal_nas_jax import checkpointing
-from unreal_nas_jax.analysis.tensorboard import read_scalars
 from unreal_nas_jax.checkpointing import UNUSABLE_DIR, CheckpointError
 from unreal_nas_jax.cli.main import main
-from unreal_nas_jax.train import retrain, search_loop
+from unreal_nas_jax.train import retrain, search_loop, tensorboard
 
 
 def _damage(checkpoint_dir):
@@ -136,6 +136,14 @@ def fake_bucket(tmp_path, monkeypatch):
   assert not os.path.exists('gs:'), 'a gs:// path became a local folder'
 
 
+def test_tensorboard_events_in_cloud_storage(fake_bucket):
+  prefix, root = fake_bucket
+  with tensorboard.SummaryWriter(f'{prefix}/run', enabled=True) as writer:
+    writer.scalars(1, {'loss/train': 2.0})
+    writer.scalars(2, {'loss/train': 1.0})  # no appends there: the object is rewritten whole
+  assert read_scalars(root / 'run' / 'tensorboard') == {'loss/train': {1: 2.0, 2: 1.0}}
+
+
 def test_search_and_retraining_in_cloud_storage_workdirs(fake_bucket, tmp_path):
   prefix, root = fake_bucket
   # Orbax writes gs:// itself (TensorStore's GCS driver): its checkpoints stay local here.
@@ -155,7 +163,7 @@ def test_search_and_retraining_in_cloud_storage_workdirs(fake_bucket, tmp_path):
   config = tiny_train_config(train__epochs=1, checkpoint__dir=str(tmp_path / 'ckpt_train'))
   result = retrain.run_train(config, f'{prefix}/train')
   assert sorted(os.listdir(root / 'train')) == sorted(os.listdir(search_dir))
-  assert set(read_scalars(f'{prefix}/train/tensorboard')) >= {'loss/train', 'accuracy/eval_top1'}
+  assert set(read_scalars(root / 'train' / 'tensorboard')) >= {'loss/train', 'accuracy/eval_top1'}
   evaluated = retrain.run_eval(f'{prefix}/train')
   assert evaluated['top1'] == result['record']['eval_top1']
 

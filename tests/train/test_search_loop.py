@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import tiny_search_config
+from tests.helpers import read_scalars
 from unreal_nas_jax import checkpointing
-from unreal_nas_jax.analysis.tensorboard import read_scalars
 from unreal_nas_jax.config_utils import ConfigError
 from unreal_nas_jax.space.primitives import PRIMITIVES
 from unreal_nas_jax.train import search_loop

@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import tiny_search_config
 from tests.helpers import search_interrupted_then_resumed
 from unreal_nas_jax.config_utils import ConfigError
+from unreal_nas_jax.search import setup as search_setup
 from unreal_nas_jax.search.validate import validate_search_config
 from unreal_nas_jax.train import genotype_source, search_loop
 
@@ -44,12 +45,12 @@ def test_seed_k_of_an_n_seed_run_equals_a_single_run_with_that_seed(runs):
 
 
 def _steps(config, epochs):
-  setup = search_loop.build_search(config)
-  state = search_loop.init_state(setup)
+  setup = search_setup.build_search(config)
+  state = search_setup.init_state(setup)
   for epoch in epochs:
-    step = search_loop.make_step_fn(setup, setup.phase(epoch))
-    inputs = search_loop.epoch_inputs(setup, epoch)
-    state, _ = step(state, search_loop.init_sums(setup), setup.data, *inputs)
+    step = search_setup.make_step_fn(setup, setup.phase(epoch))
+    inputs = search_setup.epoch_inputs(setup, epoch)
+    state, _ = step(state, search_setup.init_sums(setup), setup.data, *inputs)
   return jax.device_get(state)
 
 

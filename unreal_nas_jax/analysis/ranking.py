@@ -2,8 +2,8 @@
 
 UnrealNAS (Section 3.1) measures how well a dataset tells architectures apart by Kendall's tau
 between the architectures' training accuracies at a probe epoch on an unreal dataset and their
-accuracies on a real one. `kendall_tau` is tau-b (ties in either ranking are allowed) with its
-two-sided p-value for the null hypothesis of no association; `rank` pairs the architectures of
+accuracies on a real one. `kendall_tau` is scipy's tau-b (ties in either ranking are allowed) with
+its two-sided p-value for the null hypothesis of no association; `rank` pairs the architectures of
 two probe runs (or of a probe run and a CSV of accuracies) and computes it.
 """
 
@@ -16,12 +16,13 @@ import os
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from scipy import stats
 
 from unreal_nas_jax.analysis import runs as runs_lib
 from unreal_nas_jax.config_utils import ConfigError
 
-TAU_METHODS = ('auto', 'exact', 'asymptotic')
-# Below this many pairs the exact null distribution is cheap and the normal approximation poor.
+# scipy's `method='auto'` computes the p-value exactly for untied samples of at most this many
+# values (or with at most one pair out of order either way), else by the normal approximation.
 EXACT_MAX_N = 33
 
 
@@ -33,53 +34,16 @@ class KendallResult:
   method: str  # 'exact' or 'asymptotic': how the p-value was computed
 
 
-def _tie_sums(values: np.ndarray) -> tuple[int, int, int]:
-  """Over the groups of t equal values: sum t(t-1)/2, sum t(t-1)(t-2), sum t(t-1)(2t+5)."""
-  _, counts = np.unique(values, return_counts=True)
-  t = counts.astype(np.int64)
-  return (
-    int(np.sum(t * (t - 1) // 2)),
-    int(np.sum(t * (t - 1) * (t - 2))),
-    int(np.sum(t * (t - 1) * (2 * t + 5))),
-  )
+def kendall_tau(x: Sequence[float], y: Sequence[float]) -> KendallResult:
+  """Kendall's tau-b of two paired samples and its two-sided p-value (`scipy.stats.kendalltau`).
 
-
-def _inversion_cdf(n: int, c: int) -> float:
-  """P(number of inversions of a uniformly random permutation of n items <= c), exactly.
-
-  The counts of permutations by inversions (Mahonian numbers) follow from inserting item k into
-  a permutation of k-1 items, which adds 0 ... k-1 inversions; integers keep it exact.
-  """
-  counts = [1] + [0] * c
-  for k in range(2, n + 1):
-    # new[j] = sum of counts[j - i] for i in 0 .. k-1 (a sliding window over the old counts).
-    new = [0] * (c + 1)
-    window = 0
-    for j in range(c + 1):
-      window += counts[j]
-      if j - k >= 0:
-        window -= counts[j - k]
-      new[j] = window
-    counts = new
-  return sum(counts) / math.factorial(n)
-
-
-def kendall_tau(x: Sequence[float], y: Sequence[float], method: str = 'auto') -> KendallResult:
-  """Kendall's tau-b of two paired samples and its two-sided p-value.
-
-  tau-b = (concordant - discordant) / sqrt((P - ties in x) (P - ties in y)) over the P = n(n-1)/2
-  pairs. The p-value is exact (the null distribution of discordant pairs over permutations) for
-  `method='exact'`, which needs untied data; `asymptotic` uses the normal approximation of the
-  statistic with the tie-corrected variance (Kendall 1970). `auto` is exact when neither sample
-  has ties and n <= 33 or at most one pair is out of order either way, else asymptotic (the rule
-  scipy.stats.kendalltau follows, so the two agree). A constant sample gives nan, nan.
+  The p-value is exact (the null distribution over permutations) when neither sample has ties and
+  n <= 33 or at most one pair is out of order either way, else the normal approximation with the
+  tie-corrected variance; `method` says which. A constant sample gives nan, nan.
 
   Raises:
-    ValueError: the samples differ in length, hold fewer than two pairs or a non-finite value, or
-      `method` is not one of TAU_METHODS (or is 'exact' with ties).
+    ValueError: the samples differ in length, hold fewer than two pairs or a non-finite value.
   """
-  if method not in TAU_METHODS:
-    raise ValueError(f'method={method!r} is not allowed; allowed: {", ".join(TAU_METHODS)}')
   x, y = np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel()
   if x.size != y.size:
     raise ValueError(f'kendall_tau needs paired samples, got {x.size} and {y.size} values')
@@ -88,35 +52,13 @@ def kendall_tau(x: Sequence[float], y: Sequence[float], method: str = 'auto') ->
     raise ValueError(f'kendall_tau needs at least 2 pairs, got {n}')
   if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
     raise ValueError('kendall_tau: the samples hold a non-finite value (nan or inf)')
-  i, j = np.triu_indices(n, k=1)
-  products = np.sign(x[i] - x[j]) * np.sign(y[i] - y[j])
-  s = int(np.sum(products))  # concordant minus discordant
-  discordant = int(np.sum(products < 0))
+  result = stats.kendalltau(x, y)
+  tau, p_value = float(result.statistic), float(result.pvalue)
+  untied = np.unique(x).size == n and np.unique(y).size == n
+  # Untied, tau = 1 - 2 * discordant / pairs: so many pairs are out of order either way.
   pairs = n * (n - 1) // 2
-  x_ties, x_ties3, x_ties5 = _tie_sums(x)
-  y_ties, y_ties3, y_ties5 = _tie_sums(y)
-  if x_ties == pairs or y_ties == pairs:
-    return KendallResult(math.nan, math.nan, n, method)
-  tau = s / math.sqrt((pairs - x_ties) * (pairs - y_ties))
-  tau = min(1.0, max(-1.0, tau))
-  untied = x_ties == 0 and y_ties == 0
-  if method == 'auto':
-    exact = untied and (n <= EXACT_MAX_N or min(discordant, pairs - discordant) <= 1)
-    method = 'exact' if exact else 'asymptotic'
-  if method == 'exact':
-    if not untied:
-      raise ValueError("kendall_tau: method='exact' needs samples without ties")
-    c = min(discordant, pairs - discordant)
-    p = 1.0 if 2 * c == pairs else min(1.0, 2.0 * _inversion_cdf(n, c))
-    return KendallResult(tau, p, n, 'exact')
-  m = n * (n - 1.0)
-  variance = (
-    (m * (2 * n + 5) - x_ties5 - y_ties5) / 18.0
-    + 2.0 * x_ties * y_ties / m
-    + (x_ties3 * y_ties3 / (9.0 * m * (n - 2)) if n > 2 else 0.0)
-  )
-  z = s / math.sqrt(variance)
-  return KendallResult(tau, math.erfc(abs(z) / math.sqrt(2.0)), n, 'asymptotic')
+  exact = untied and (n <= EXACT_MAX_N or round(pairs * (1 - abs(tau)) / 2) <= 1)
+  return KendallResult(tau, p_value, n, 'exact' if exact else 'asymptotic')
 
 
 def read_accuracy_csv(path: str) -> dict[str, float]:

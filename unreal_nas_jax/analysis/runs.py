@@ -3,17 +3,11 @@
 A search or training run (README, "What a search writes") is `DIR/config.json` and
 `DIR/metrics.jsonl`, one JSON object per epoch; an N-seed search keeps its per-seed
 `metrics.jsonl` in `DIR/seed_<k>/`. A probe run (fixed architectures trained from scratch, the
-paper's difficulty and ranking measurements) is:
+paper's difficulty and ranking measurements) is `DIR/config.json`, `DIR/architectures.json` and
+`DIR/probe.jsonl` (the format in `train/probe_format.py`, which its writer shares).
 
-  DIR/config.json          the run's config (`data.name` names the dataset)
-  DIR/architectures.json   {"architectures": [{"name": str, "genotype": genotype JSON}, ...]}
-  DIR/probe.jsonl          one JSON object per (architecture, epoch): `architecture` (a name from
-                           architectures.json), `genotype`, `epoch` (1-based), `train_loss`,
-                           `train_acc` (more keys are allowed and kept)
-
-`probe_record` and `architectures_document` build these objects, so a writer and this reader
-agree. Nothing here loads a checkpoint. A directory that is not a run is a `NotARunError`, one
-line naming the directory and what it lacks.
+Nothing here loads a checkpoint. A directory that is not a run is a `NotARunError`, one line
+naming the directory and what it lacks.
 """
 
 from __future__ import annotations
@@ -22,55 +16,21 @@ import dataclasses
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from unreal_nas_jax.config_utils import ConfigError
+from unreal_nas_jax.train.probe_format import ARCHITECTURES_FILE, PROBE_FILE, PROBE_METRICS
 
 CONFIG_FILE = 'config.json'
 METRICS_FILE = 'metrics.jsonl'
-PROBE_FILE = 'probe.jsonl'
-ARCHITECTURES_FILE = 'architectures.json'
-PROBE_METRICS = ('train_acc', 'train_loss')
 _SEED_DIR = re.compile(r'^seed_(\d+)$')
 
 
 class NotARunError(ConfigError):
   """A directory that is not a readable run (the message is one line)."""
-
-
-def probe_record(
-  architecture: str,
-  genotype: Mapping[str, Any],
-  epoch: int,
-  train_loss: float,
-  train_acc: float,
-  **extra: Any,
-) -> dict[str, Any]:
-  """One line of probe.jsonl (`extra` keys such as `lr` or `wall_s` are kept)."""
-  return {
-    'architecture': architecture,
-    'genotype': dict(genotype),
-    'epoch': int(epoch),
-    'train_loss': float(train_loss),
-    'train_acc': float(train_acc),
-    **extra,
-  }
-
-
-def architectures_document(
-  names: Sequence[str], genotypes: Sequence[Mapping[str, Any]]
-) -> dict[str, Any]:
-  """The content of architectures.json for `names` and their genotype JSON objects."""
-  if len(names) != len(genotypes) or len(set(names)) != len(names):
-    raise ValueError('architectures.json needs one genotype per name and distinct names')
-  return {
-    'architectures': [
-      {'name': n, 'genotype': dict(g)} for n, g in zip(names, genotypes, strict=True)
-    ]
-  }
 
 
 def _read_json(path: str, run_dir: str) -> Any:

@@ -1,12 +1,13 @@
 """`unreal-nas analyze` and `unreal-nas plot`: the paper's analyses from run directories.
 
-  unreal-nas analyze difficulty DIR... --out=FILE.png|svg [--metric=train_acc] [--json=FILE]
+  unreal-nas analyze difficulty DIR... [--out=FILE.png|svg] [--metric=train_acc] [--json=FILE]
       [--smoothing=5] [--plateau_epochs=10] [--tolerance=0.05] [--absolute] [--patience=0]
-  unreal-nas analyze rank DIR_A DIR_B|FILE.csv --out=FILE.png|svg [--epoch=N] [--metric=train_acc]
-      [--json=FILE]
+  unreal-nas analyze rank DIR_A DIR_B|FILE.csv [--out=FILE.png|svg] [--epoch=N]
+      [--metric=train_acc] [--json=FILE]
   unreal-nas plot WORKDIR... --out=FILE.png|svg [--kind=all|skip|alphas|loss|sweep] [--metric=val_acc]
 
-Each prints one JSON line on stdout (and writes it to --json when given) and draws its figure.
+Each prints one JSON line on stdout (and writes it to --json when given), its result; `analyze`
+also draws its figure where --out is given ("plot" in the line: the file or null), `plot` always.
 Nothing here trains or loads a checkpoint: the inputs are config.json, metrics.jsonl and
 probe.jsonl (`unreal_nas_jax.analysis.runs`).
 """
@@ -19,7 +20,7 @@ from collections.abc import Sequence
 
 from absl import flags
 
-from unreal_nas_jax.cli.main import HelpRequested, UsageError, _parse
+from unreal_nas_jax.cli.flags import HelpRequested, UsageError, parse_flags
 
 ANALYSES = ('difficulty', 'rank')
 PLOT_KINDS = ('all', 'skip', 'alphas', 'loss', 'sweep')
@@ -45,9 +46,21 @@ def _check_json(path: str | None) -> None:
       raise UsageError(f'--json={path!r}: directory {directory!r} does not exist')
 
 
-def _define_out(fv: flags.FlagValues) -> None:
-  flags.DEFINE_string('out', None, 'Figure to write (.png or .svg).', flag_values=fv)
-  flags.mark_flag_as_required('out', flag_values=fv)
+def _define_out(fv: flags.FlagValues, required: bool) -> None:
+  help_text = (
+    'Figure to write (.png or .svg).' if required else 'Also draw the figure (.png, .svg).'
+  )
+  flags.DEFINE_string('out', None, help_text, flag_values=fv)
+  if required:
+    flags.mark_flag_as_required('out', flag_values=fv)
+
+
+def _check_out(path: str | None) -> None:
+  """Refuses a figure path that cannot be written before anything is computed."""
+  if path:
+    from unreal_nas_jax.analysis import plots
+
+    plots.check_out(os.path.expanduser(path))
 
 
 def _difficulty(argv: Sequence[str]) -> int:
@@ -55,7 +68,7 @@ def _difficulty(argv: Sequence[str]) -> int:
 
   defaults = convergence.ConvergenceRule()
   fv = flags.FlagValues()
-  _define_out(fv)
+  _define_out(fv, required=False)
   flags.DEFINE_string('json', None, 'Also write the JSON line to this file.', flag_values=fv)
   flags.DEFINE_enum(
     'metric', 'train_acc', list(convergence.DIFFICULTY_METRICS), 'The curve.', flag_values=fv
@@ -84,14 +97,14 @@ def _difficulty(argv: Sequence[str]) -> int:
     'Epochs the smoothed curve must stay in the band; 0: through the last epoch.',
     flag_values=fv,
   )
-  positional = _parse(fv, argv)
+  positional = parse_flags(fv, argv)
   dirs = positional[1:]
   if not dirs:
     raise UsageError('analyze difficulty needs at least one run directory (a probe run, search or '
                      'training run)')  # fmt: skip
   from unreal_nas_jax.analysis import plots
 
-  plots.check_out(os.path.expanduser(fv.out))
+  _check_out(fv.out)
   _check_json(fv.json)
   rule = convergence.ConvergenceRule(
     smoothing=fv.smoothing,
@@ -102,16 +115,14 @@ def _difficulty(argv: Sequence[str]) -> int:
   )
   results = [d for run_dir in dirs for d in convergence.run_difficulty(run_dir, fv.metric, rule)]
   labels = plots.unique_labels([d.label for d in results], [d.path for d in results])
-  plots.plot_difficulty(
-    [(label, d.epochs, d.values, d.convergence) for label, d in zip(labels, results, strict=True)],
-    os.path.expanduser(fv.out),
-    fv.metric,
-    rule,
-  )
+  labelled = list(zip(labels, results, strict=True))
+  if fv.out:
+    curves = [(label, d.epochs, d.values, d.convergence) for label, d in labelled]
+    plots.plot_difficulty(curves, os.path.expanduser(fv.out), fv.metric, rule)
   document = {
     'metric': fv.metric,
     'rule': rule.describe(),
-    'datasets': [{**d.to_json(), 'label': label} for label, d in zip(labels, results, strict=True)],
+    'datasets': [{**d.to_json(), 'label': label} for label, d in labelled],
     'plot': fv.out,
   }
   _write_json(document, fv.json)
@@ -122,24 +133,25 @@ def _rank(argv: Sequence[str]) -> int:
   from unreal_nas_jax.analysis import ranking, runs
 
   fv = flags.FlagValues()
-  _define_out(fv)
+  _define_out(fv, required=False)
   flags.DEFINE_string('json', None, 'Also write the JSON line to this file.', flag_values=fv)
   flags.DEFINE_integer(
     'epoch', None, 'Probe epoch (1-based); default: the last one every architecture reached.',
     lower_bound=1, flag_values=fv,
   )  # fmt: skip
   flags.DEFINE_enum('metric', 'train_acc', list(runs.PROBE_METRICS), 'Rank by.', flag_values=fv)
-  positional = _parse(fv, argv)
+  positional = parse_flags(fv, argv)
   if len(positional) != 3:
     raise UsageError(
       f'analyze rank takes two inputs (a probe run and a probe run or CSV), got {len(positional) - 1}'
     )
-  from unreal_nas_jax.analysis import plots
-
-  plots.check_out(os.path.expanduser(fv.out))
+  _check_out(fv.out)
   _check_json(fv.json)
   result = ranking.rank(positional[1], positional[2], epoch=fv.epoch, metric=fv.metric)
-  plots.plot_rank(result, os.path.expanduser(fv.out))
+  if fv.out:
+    from unreal_nas_jax.analysis import plots
+
+    plots.plot_rank(result, os.path.expanduser(fv.out))
   _write_json({**result.to_json(), 'plot': fv.out}, fv.json)
   return 0
 
@@ -160,7 +172,7 @@ def analyze_command(argv: Sequence[str]) -> int:
 def plot_command(argv: Sequence[str]) -> int:
   """`unreal-nas plot WORKDIR... --out=FILE [--kind=...] [--metric=...]` (module docstring)."""
   fv = flags.FlagValues()
-  _define_out(fv)
+  _define_out(fv, required=True)
   flags.DEFINE_enum(
     'kind',
     'all',
@@ -176,7 +188,7 @@ def plot_command(argv: Sequence[str]) -> int:
     'searches, eval_top1 of training runs).',
     flag_values=fv,
   )
-  positional = _parse(fv, argv)
+  positional = parse_flags(fv, argv)
   workdirs = positional[1:]
   from unreal_nas_jax.analysis import plots, runs
 

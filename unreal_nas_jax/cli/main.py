@@ -18,12 +18,21 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from collections.abc import Callable, Sequence
 
 from absl import flags
-from ml_collections import config_flags
+
+from unreal_nas_jax.cli import analysis, reproduce
+from unreal_nas_jax.cli.flags import (
+  DEFAULT_COMPILE_CACHE,
+  HelpRequested,
+  UsageError,
+  define_common,
+  enable_compile_cache,
+  one_line,
+  parse_flags,
+)
 
 USAGE = """usage: unreal-nas <command> [flags]
 
@@ -45,114 +54,11 @@ commands:
 `unreal-nas <command> --help` lists the flags of a command."""
 
 
-DEFAULT_COMPILE_CACHE = (
-  os.environ.get('UNREAL_NAS_COMPILE_CACHE')
-  or os.environ.get('JAX_COMPILATION_CACHE_DIR')
-  or os.path.join('~', '.cache', 'unreal_nas_jax', 'xla')
-)
-
-
-class UsageError(Exception):
-  """A bad command line (one-line message)."""
-
-
-def _one_line(message: str) -> str:
-  """The first line of a message; for a traceback inside it, the final exception's text."""
-  lines = [line.strip() for line in str(message).strip().splitlines() if line.strip()]
-  if not lines:
-    return str(message)
-  if any(line.startswith('Traceback') for line in lines):
-    # ml_collections wraps errors raised by get_config() in the whole traceback.
-    return re.sub(r'^[A-Za-z_.]*(Error|Exception): ', '', lines[-1])
-  return lines[0]
-
-
-def _define_common(
-  fv: flags.FlagValues, config_required: bool, default_config: str | None, compile_cache: str
-):
-  config_flags.DEFINE_config_file(
-    'config',
-    default=default_config,
-    help_string='Config file and preset, e.g. configs/search.py:rlrn,quick; '
-    'override any field with --config.<field>=<value>.',
-    lock_config=True,
-    flag_values=fv,
-  )
-  if config_required:
-    flags.mark_flag_as_required('config', flag_values=fv)
-  flags.DEFINE_string(
-    'compile_cache',
-    compile_cache,
-    'Directory of the persistent XLA compilation cache (a rerun or resume of the same shapes '
-    'skips compiling); empty disables it.',
-    flag_values=fv,
-  )
-
-
-def _enable_compile_cache(directory: str) -> None:
-  if not directory:
-    return
-  import jax  # keep --help fast
-
-  directory = os.path.expanduser(directory)
-  try:
-    os.makedirs(directory, exist_ok=True)
-  except OSError as e:
-    raise UsageError(f'--compile_cache {directory!r} is not writable: {e.strerror or e}') from None
-  jax.config.update('jax_compilation_cache_dir', directory)
-  # The supernet's steps take seconds to minutes to compile; smaller programs are not worth a file.
-  jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
-
-
-class HelpRequested(Exception):
-  """--help was given: the command's flags have been printed."""
-
-
-def _resolve_config_flag(argv: Sequence[str]) -> list[str]:
-  """`--config=SPEC` with SPEC's file found for any working directory and installation: a path
-  that exists, else the packaged configs/search.py or configs/train.py; a bare preset
-  (`--config=rlrn,quick`) names a preset of the command's config file."""
-  from unreal_nas_jax.config_utils import resolve_config_spec
-
-  command = argv[0].split()[-1]  # 'unreal-nas train' -> 'train'
-  default_file = {'train': 'train.py', 'probe': 'probe.py', 'reproduce': 'reproduce.py'}.get(
-    command, 'search.py'
-  )
-  out, args = [], list(argv)
-  i = 0
-  while i < len(args):
-    arg = args[i]
-    if arg.startswith('--config='):
-      out.append('--config=' + resolve_config_spec(arg.split('=', 1)[1], default_file))
-    elif arg == '--config' and i + 1 < len(args):
-      out.append('--config=' + resolve_config_spec(args[i + 1], default_file))
-      i += 1
-    else:
-      out.append(arg)
-    i += 1
-  return out
-
-
-def _parse(fv: flags.FlagValues, argv: Sequence[str]) -> list[str]:
-  """Parses the flags of `argv`; returns the positional arguments (argv[0] first)."""
-  if any(a in ('-h', '--help', '--helpshort', '--helpfull') for a in argv[1:]):
-    print(f'usage: {argv[0]} [flags]\n')
-    print(fv.get_help())
-    raise HelpRequested
-  argv = _resolve_config_flag(argv)
-  try:
-    return fv(list(argv))
-  except flags.Error as e:
-    raise UsageError(_one_line(str(e))) from None
-  except (ValueError, KeyError, AttributeError, TypeError, FileNotFoundError) as e:
-    raise UsageError(_one_line(str(e).strip('\'"'))) from None
-
-
 def _workdir_command(argv: Sequence[str]):
   """Parses --config, --workdir and --compile_cache of `search` and `train`; joins a multi-host
   run. Returns (config, workdir)."""
   fv = flags.FlagValues()
-  _define_common(fv, config_required=True, default_config=None, compile_cache=DEFAULT_COMPILE_CACHE)
+  define_common(fv, config_required=True, default_config=None, compile_cache=DEFAULT_COMPILE_CACHE)
   flags.DEFINE_string(
     'workdir',
     None,
@@ -160,9 +66,9 @@ def _workdir_command(argv: Sequence[str]):
     flag_values=fv,
     required=True,
   )
-  _parse(fv, argv)
+  parse_flags(fv, argv)
   config = _load_config(fv)
-  _enable_compile_cache(fv.compile_cache)
+  enable_compile_cache(fv.compile_cache)
   from unreal_nas_jax import parallel  # keep --help fast
 
   parallel.maybe_initialize_distributed()
@@ -201,7 +107,7 @@ def probe_command(argv: Sequence[str]) -> int:
 def bench_command(argv: Sequence[str]) -> int:
   fv = flags.FlagValues()
   # No cache by default: bench reports compile seconds, which a cache hit would hide.
-  _define_common(fv, config_required=False, default_config=None, compile_cache='')
+  define_common(fv, config_required=False, default_config=None, compile_cache='')
   flags.DEFINE_integer('steps', 5, 'Timed steps per case (after compilation).', flag_values=fv)
   flags.DEFINE_list('orders', ['1', '2'], 'Architecture-gradient orders to time.', flag_values=fv)
   flags.DEFINE_list(
@@ -216,17 +122,34 @@ def bench_command(argv: Sequence[str]) -> int:
     'state and the CIFAR retraining state). '
     "With a search --config: steps, data (that config's), seeds (N seeds in one program "
     'against N single-seed steps; N = search.num_seeds, or 4); with a train config '
-    '(configs/train.py): its retraining step. Default: all of them.',
+    '(configs/train.py): its retraining step. Default: all of them (with --target: paper and '
+    "train_cifar, or the config's step).",
     flag_values=fv,
   )
-  _parse(fv, argv)
-  _enable_compile_cache(fv.compile_cache)
+  flags.DEFINE_string(
+    'target',
+    None,
+    'Compile the step cases for an accelerator this machine does not have, without running '
+    'them: tpu:<chip>[:<topology>] (v5e, v6e, v5p; e.g. tpu:v5e:2x4 for a v5e-8) or '
+    'gpu:<name>[:<count>] (h100, h200). Prints compile seconds, device memory and whether it '
+    'fits, flops, bytes and the roofline bound per step. Needs the toolchain: pip install '
+    "'unreal_nas_jax[tpu-aot]' or '[gpu-aot]'.",
+    flag_values=fv,
+  )
+  parse_flags(fv, argv)
+  if fv.target:
+    from unreal_nas_jax import targets  # before JAX starts a backend
+
+    targets.parse_target(fv.target)
+    targets.prepare_environment()
+  enable_compile_cache(fv.compile_cache)
   from unreal_nas_jax import bench
 
   config = _load_config(fv) if fv['config'].present or fv.config is not None else None
   orders = [int(o) for o in fv.orders]
   cases = fv.cases or None  # none given: all of them
-  for record in bench.run_bench(config, cases=cases, orders=orders, steps=fv.steps):
+  records = bench.run_bench(config, cases=cases, orders=orders, steps=fv.steps, target=fv.target)
+  for record in records:
     print(json.dumps(record), flush=True)
   return 0
 
@@ -237,7 +160,7 @@ def data_command(argv: Sequence[str]) -> int:
     given = repr(argv[1]) if len(argv) >= 2 else 'nothing'
     raise UsageError(f'unreal-nas data needs an action, got {given}; allowed: {", ".join(actions)}')
   fv = flags.FlagValues()
-  _define_common(fv, config_required=True, default_config=None, compile_cache='')
+  define_common(fv, config_required=True, default_config=None, compile_cache='')
   flags.DEFINE_string(
     'out', None, 'Image file to write (.png, .svg, .pdf or .jpg).', flag_values=fv
   )
@@ -251,7 +174,7 @@ def data_command(argv: Sequence[str]) -> int:
     'Which half: weights (train) or architecture (val).',
     flag_values=fv,
   )
-  _parse(fv, [f'{argv[0]} preview', *argv[2:]])
+  parse_flags(fv, [f'{argv[0]} preview', *argv[2:]])
   config = _load_config(fv)
   from unreal_nas_jax.cli import preview
 
@@ -277,8 +200,8 @@ def eval_command(argv: Sequence[str]) -> int:
   flags.DEFINE_string(
     'compile_cache', DEFAULT_COMPILE_CACHE, 'Persistent XLA cache directory.', flag_values=fv
   )
-  _parse(fv, argv)
-  _enable_compile_cache(fv.compile_cache)
+  parse_flags(fv, argv)
+  enable_compile_cache(fv.compile_cache)
   from unreal_nas_jax.train.retrain import run_eval
 
   print(json.dumps(run_eval(os.path.expanduser(fv.workdir))), flush=True)
@@ -291,7 +214,7 @@ def genotype_command(argv: Sequence[str]) -> int:
   flags.DEFINE_string(
     'plot', None, 'Also draw both cells into this file (.svg, .png or .pdf).', flag_values=fv
   )
-  positional = _parse(fv, argv)
+  positional = parse_flags(fv, argv)
   if len(positional) != 2:
     names = 'a published name (e.g. DARTS_V2), a genotype.json or a search workdir'
     raise UsageError(f'unreal-nas genotype takes one cell, got {len(positional) - 1}: {names}')
@@ -328,24 +251,6 @@ def genotype_command(argv: Sequence[str]) -> int:
   return 0
 
 
-def analyze_command(argv: Sequence[str]) -> int:
-  from unreal_nas_jax.cli import analysis  # it imports this module's helpers: import when called
-
-  return analysis.analyze_command(argv)
-
-
-def plot_command(argv: Sequence[str]) -> int:
-  from unreal_nas_jax.cli import analysis
-
-  return analysis.plot_command(argv)
-
-
-def reproduce_command(argv: Sequence[str]) -> int:
-  from unreal_nas_jax.cli import reproduce  # it imports this module's helpers: import when called
-
-  return reproduce.reproduce_command(argv)
-
-
 def _load_config(fv: flags.FlagValues):
   config = fv.config
   if config is None:
@@ -361,9 +266,9 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
   'train': train_command,
   'eval': eval_command,
   'probe': probe_command,
-  'analyze': analyze_command,
-  'plot': plot_command,
-  'reproduce': reproduce_command,
+  'analyze': analysis.analyze_command,
+  'plot': analysis.plot_command,
+  'reproduce': reproduce.reproduce_command,
 }
 
 
@@ -382,17 +287,18 @@ def main(argv: Sequence[str] | None = None) -> int:
   from unreal_nas_jax.checkpointing import CheckpointError
   from unreal_nas_jax.config_utils import ConfigError
   from unreal_nas_jax.parallel import DeviceError
+  from unreal_nas_jax.targets import TargetError
   from unreal_nas_jax.train.run import NonFiniteLossError, Preempted
 
   def error(message: str, status: int) -> int:
-    print(f'unreal-nas {command}: error: {_one_line(message)}', file=sys.stderr)
+    print(f'unreal-nas {command}: error: {one_line(message)}', file=sys.stderr)
     return status
 
   try:
     return COMMANDS[command]([f'unreal-nas {command}', *argv[2:]])
   except HelpRequested:
     return 0
-  except (UsageError, ConfigError, DeviceError, CheckpointError) as e:
+  except (UsageError, ConfigError, DeviceError, CheckpointError, TargetError) as e:
     return error(str(e), 2)
   except NonFiniteLossError as e:
     return error(str(e), 1)
@@ -409,8 +315,4 @@ def entry_point() -> None:
 
 
 if __name__ == '__main__':
-  # `python -m unreal_nas_jax.cli.main`: run the package's module, not this __main__ copy, so
-  # that its exception classes are the ones the other modules raise.
-  from unreal_nas_jax.cli import main as package_main
-
-  package_main.entry_point()
+  entry_point()

@@ -21,12 +21,12 @@ from collections.abc import Sequence
 import ml_collections
 from absl import flags
 
-from unreal_nas_jax.cli.main import (
+from unreal_nas_jax.cli.flags import (
   DEFAULT_COMPILE_CACHE,
   UsageError,
-  _define_common,
-  _enable_compile_cache,
-  _parse,
+  define_common,
+  enable_compile_cache,
+  parse_flags,
 )
 from unreal_nas_jax.config_utils import ConfigError, packaged_config
 
@@ -41,7 +41,7 @@ FAST_COMPILE_FLAGS = (
 def _define_flags() -> flags.FlagValues:
   fv = flags.FlagValues()
   default = f'{packaged_config("reproduce.py")}:paper'
-  _define_common(
+  define_common(
     fv, config_required=False, default_config=default, compile_cache=DEFAULT_COMPILE_CACHE
   )
   flags.DEFINE_string(
@@ -84,7 +84,7 @@ def _define_flags() -> flags.FlagValues:
 
 def reproduce_command(argv: Sequence[str]) -> int:
   fv = _define_flags()
-  _parse(fv, argv)
+  parse_flags(fv, argv)
   if fv.plan and fv['table-only'].value:
     raise UsageError('--plan and --table-only are not allowed together; pick one')
   if fv.target and not fv.plan:
@@ -100,7 +100,7 @@ def reproduce_command(argv: Sequence[str]) -> int:
   root = os.path.expanduser(fv.workdir)
   if fv['table-only'].value:
     return _table_only(fv, root)
-  _enable_compile_cache(fv.compile_cache)
+  enable_compile_cache(fv.compile_cache)
   from unreal_nas_jax import parallel
 
   parallel.maybe_initialize_distributed()
@@ -203,8 +203,10 @@ def _print_plan(plan, statuses, estimator, spec: str) -> None:
   print(f'{"#":>3}  {"phase":<{width}}{"device time":>14}  status', flush=True)
   total = remaining = 0.0
   by_kind = {'search': 0.0, 'train': 0.0, 'eval': 0.0}
+  unbounded = 0  # phases whose program the target gives no bound for
   for index, (phase, status) in enumerate(zip(plan.phases, statuses, strict=True), 1):
     seconds = estimator.phase_seconds(phase) if estimator else None
+    unbounded += estimator is not None and seconds is None
     if seconds is not None:
       total += seconds
       by_kind[phase.kind] += seconds
@@ -229,9 +231,10 @@ def _print_plan(plan, statuses, estimator, spec: str) -> None:
     f'{name} {estimate.format_duration(by_kind[kind])}'
     for kind, name in (('search', 'searches'), ('train', 'retraining'), ('eval', 'evaluations'))
   )
+  missing = f'; without the {_count(unbounded, "phase")} that have no bound' if unbounded else ''
   print(
     f'total device time: {estimate.format_duration(total)} ({kinds_text}; still to run: '
-    f'{estimate.format_duration(remaining)}); step times {what}'
+    f'{estimate.format_duration(remaining)}{missing}); step times {what}'
   )
   print('step times (each distinct program timed once):')
   for program in programs:
@@ -243,8 +246,9 @@ def _print_plan(plan, statuses, estimator, spec: str) -> None:
     if step.fits is not None:
       peak = f', peak {step.peak_memory_gb:.1f} GB' if step.peak_memory_gb is not None else ''
       memory = f', {"fits" if step.fits else "does NOT fit"} in memory{peak}'
+    per_step = f'{step.step_ms:,.1f} ms per step' if step.step_ms is not None else 'no bound'
     print(
-      f'  {program.description}: {step.step_ms:,.1f} ms per step ({step.kind}), compile '
+      f'  {program.description}: {per_step} ({step.kind}), compile '
       f'{step.compile_s:.0f} s{loop}{memory}; {_count(len(program.phases), "phase")}'
     )
   print(

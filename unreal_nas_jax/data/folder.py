@@ -6,7 +6,7 @@ Layouts (the class of an image is the name of its folder; classes are sorted by 
                                                  validation split (`val_fraction`), chosen by the
                                                  seed, the same on every run with that seed.
 Images are found by extension (.jpg, .jpeg, .png; any case) in each class folder and its
-subfolders. Only the listing is here; decoding is the input pipeline's (`train_pipeline`).
+subfolders. Only the listing is here; decoding is the input pipeline's (`file_source`).
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ the uncertainty policy maps -1:
   zeros   -> 0 (U-Zeros)
   ignore  -> masked out of the loss (U-Ignore): the entry's mask is 0.
 Evaluation CSVs (CheXpert's valid.csv) hold only 0 and 1; the same rules apply to them. Image
-paths are relative to the dataset directory (config.data.dir).
+paths are relative to the dataset directory (config.data.dir). An unzipped CheXpert archive is
+found as it is: DIR/CheXpert-v1.0-small/train.csv, whose paths start with CheXpert-v1.0-small/
+(`find_label_csv`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,31 @@ from unreal_nas_jax.config_utils import ConfigError
 from unreal_nas_jax.data.folder import FileList
 
 UNCERTAINTY_POLICIES = ('ones', 'zeros', 'ignore')
+# The top folders of the CheXpert archives; their CSVs' image paths start with the folder's name.
+ARCHIVE_FOLDERS = ('CheXpert-v1.0-small', 'CheXpert-v1.0')
+
+
+def find_label_csv(data_dir: str, name: str) -> str:
+  """The CSV `name` (config.data.csv_train or csv_eval) of the dataset in `data_dir`.
+
+  `data_dir/name`, or an absolute `name` as it is; where `data_dir/name` does not exist and
+  `data_dir` holds an unzipped CheXpert archive, the archive's CSV (its image paths are relative to
+  `data_dir` too).
+
+  Raises:
+    ConfigError: none of these exists (one line naming the places looked at).
+  """
+  if os.path.isabs(name):
+    candidates = [name]
+  else:
+    folders = ('', *ARCHIVE_FOLDERS)
+    candidates = [os.path.join(data_dir, folder, name) for folder in folders]
+  for path in candidates:
+    if os.path.isfile(path):
+      return path
+  raise ConfigError(
+    f'label CSV {" or ".join(candidates)} does not exist (config.data.dir, config.data.csv_*)'
+  )
 
 
 def apply_policy(values: np.ndarray, policy: str) -> tuple[np.ndarray, np.ndarray]:

@@ -68,7 +68,11 @@ class SearchData:
 
 
 def make_search_data(
-  config: ml_collections.ConfigDict, seed: int, *, workdir: str | None = None
+  config: ml_collections.ConfigDict,
+  seed: int,
+  *,
+  workdir: str | None = None,
+  abstract: bool = False,
 ) -> SearchData:
   """Builds the dataset named by `config.name` (a config `search.validate` accepted).
 
@@ -77,18 +81,56 @@ def make_search_data(
     seed: the data seed (pixels, fractal systems and random labels).
     workdir: the run's workdir; an rlgd run reuses the `fractal_categories.json` kept there (a
       resumed run renders exactly the images it started with).
+    abstract: only the arrays' shapes and dtypes (`jax.ShapeDtypeStruct`s), nothing built or
+      read: what compiling the step for another machine needs.
 
   Returns:
     The `SearchData`.
   """
-  builders = {
-    'rlrn': _rlrn,
-    'rlgd': _rlgd,
-    'rlrd': _rlrd,
-    'cifar10': _real_cifar,
-    'cifar100': _real_cifar,
+  batch_fn = _batch_fn(config)
+  if abstract:
+    return SearchData(_array_shapes(config), batch_fn)
+  builders = {'rlrn': _rlrn, 'rlgd': _rlgd, 'rlrd': _rlrd, 'cifar10': _real_cifar,
+              'cifar100': _real_cifar}  # fmt: skip
+  arrays, artifacts = builders[config.name](config, seed, workdir)
+  return SearchData(arrays, batch_fn, artifacts)
+
+
+def _batch_fn(config: ml_collections.ConfigDict) -> BatchFn:
+  """The dataset's pure batch function (it needs the config, not the arrays)."""
+  if config.name == 'rlrn':
+    return functools.partial(
+      rlrn_batch,
+      shape=(config.image_size, config.image_size, config.channels),
+      mean=config.noise_mean,
+      std=config.noise_std,
+      num_classes=config.num_classes,
+    )
+  if config.name in UNREAL_DATASETS:
+    return functools.partial(stored_batch, val_offset=0, flip_val=True, augment_both=False)
+  mean, std = (np.asarray(s, np.float32) for s in (DATASETS[config.name].mean,
+                                                    DATASETS[config.name].std))  # fmt: skip
+  return functools.partial(
+    stored_batch,
+    val_offset=config.num_examples,
+    flip_val=False,
+    augment_both=True,
+    crop_padding=config.crop_padding,
+    pad_value=tuple(float(v) for v in -mean / std),  # a zero pixel, normalised
+  )
+
+
+def _array_shapes(config: ml_collections.ConfigDict):
+  """The shapes and dtypes of the arrays `make_search_data` would build."""
+  if config.name == 'rlrn':
+    return {'key': jax.eval_shape(lambda: data_seed_key(0))}
+  count = config.num_examples * (2 if config.name in REAL_DATASETS else 1)
+  channels = config.channels if config.name == 'rlgd' else 3
+  size = config.image_size
+  return {
+    'images': jax.ShapeDtypeStruct((count, size, size, channels), jnp.float32),
+    'labels': jax.ShapeDtypeStruct((count,), jnp.int32),
   }
-  return builders[config.name](config, seed, workdir)
 
 
 def flip_horizontal(images: jax.Array) -> jax.Array:
@@ -100,15 +142,8 @@ def flip_horizontal(images: jax.Array) -> jax.Array:
 
 
 def _rlrn(config, seed, workdir):
-  del workdir
-  batch_fn = functools.partial(
-    rlrn_batch,
-    shape=(config.image_size, config.image_size, config.channels),
-    mean=config.noise_mean,
-    std=config.noise_std,
-    num_classes=config.num_classes,
-  )
-  return SearchData({'key': data_seed_key(seed)}, batch_fn)
+  del config, workdir
+  return {'key': data_seed_key(seed)}, {}
 
 
 def rlrn_batch(
@@ -160,11 +195,6 @@ def random_labels(seed: int, num_examples: int, num_classes: int) -> jax.Array:
   """The random labels of examples 0..num_examples-1 (the same function RLRN draws from)."""
   indices = jnp.arange(num_examples, dtype=jnp.int32)
   return jax.jit(noise.random_labels, static_argnums=2)(data_seed_key(seed), indices, num_classes)
-
-
-def _unreal_stored(images: jax.Array, labels: jax.Array, artifacts=None) -> SearchData:
-  batch_fn = functools.partial(stored_batch, val_offset=0, flip_val=True, augment_both=False)
-  return SearchData({'images': images, 'labels': labels}, batch_fn, artifacts or {})
 
 
 def fractal_categories(config, seed, workdir) -> tuple[fractals.FractalCategories, str]:
@@ -223,14 +253,14 @@ def _rlgd(config, seed, workdir):
   images = render_fractals(config, seed, categories)
   labels = random_labels(seed, config.num_examples, config.num_classes)
   artifacts = {FRACTAL_CATEGORIES_FILE: fractals.categories_to_json(categories)}
-  return _unreal_stored(images, labels, artifacts)
+  return {'images': images, 'labels': labels}, artifacts
 
 
-def cifar_images(config, name: str, count: int) -> tuple[jax.Array, np.ndarray, tuple]:
+def cifar_images(config, name: str, count: int) -> tuple[jax.Array, np.ndarray]:
   """The first `count` CIFAR training images, normalised and resized to `config.image_size`.
 
   Returns:
-    (images (count, S, S, 3) float32 on device, true labels (count,), pad value (3,)).
+    (images (count, S, S, 3) float32 on device, true labels (count,)).
   """
   raw, labels = tfds_cifar.load_train_images(name, config.tfds_data_dir, config.download)
   if len(raw) < count:
@@ -244,28 +274,20 @@ def cifar_images(config, name: str, count: int) -> tuple[jax.Array, np.ndarray, 
   if size != images.shape[1]:
     # Area-weighted (antialiased) resize for the resolution ablations and small CPU runs.
     images = jax.image.resize(images, (count, size, size, 3), 'linear', antialias=True)
-  return images, labels[:count], tuple(float(v) for v in -mean / std)
+  return images, labels[:count]
 
 
 def _rlrd(config, seed, workdir):
   del workdir
-  images, _, _ = cifar_images(config, 'cifar10', config.num_examples)
+  images, _ = cifar_images(config, 'cifar10', config.num_examples)
   labels = random_labels(seed, config.num_examples, config.num_classes)
-  return _unreal_stored(images, labels)
+  return {'images': images, 'labels': labels}, {}
 
 
 def _real_cifar(config, seed, workdir):
   del seed, workdir
-  images, labels, pad_value = cifar_images(config, config.name, 2 * config.num_examples)
-  batch_fn = functools.partial(
-    stored_batch,
-    val_offset=config.num_examples,
-    flip_val=False,
-    augment_both=True,
-    crop_padding=config.crop_padding,
-    pad_value=pad_value,
-  )
-  return SearchData({'images': images, 'labels': jnp.asarray(labels)}, batch_fn)
+  images, labels = cifar_images(config, config.name, 2 * config.num_examples)
+  return {'images': images, 'labels': jnp.asarray(labels)}, {}
 
 
 # ---------------------------------------------------------------------------------------------

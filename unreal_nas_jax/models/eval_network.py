@@ -136,15 +136,32 @@ class _RepeatedCell(nn.Module):
     return (s1, out), None
 
 
-def cell_runs(layers: int, auxiliary_at: int | None = None) -> list[tuple[int, int]]:
-  """[start, end) runs of cells that can share one traced body: within a stage, every normal cell
-  from the third on has inputs and output of the same shapes as the one before (the first reads
-  the previous stage's output through a FactorizedReduce, the second the stem or that first
-  cell's wider input). A run ends at the cell the auxiliary head reads."""
+def cell_runs(
+  genotype: Genotype, layers: int, auxiliary_at: int | None = None
+) -> list[tuple[int, int]]:
+  """[start, end) runs of cells that can share one traced body: normal cells whose two inputs
+  and output all have the same shape, so the scan carry keeps its shape. Within a stage that
+  holds from the third cell on (the first reads the previous stage's output through a
+  FactorizedReduce, the second the stem or that first cell's wider input), except that a cell
+  reading a reduction cell's output is steady only where the reduction cell concatenates as
+  many nodes as the normal cell (NASNet: 3 and 5). A run ends at the cell the auxiliary head
+  reads."""
   reductions = reduction_indices(layers)
+  # Output channels of each cell in units of the network's C (the stem plays no part: cells 0
+  # and 1 never join a run).
+  widths, c = [], 1
+  for i in range(layers):
+    c *= 2 if i in reductions else 1
+    concat = genotype.reduce_concat if i in reductions else genotype.normal_concat
+    widths.append(len(concat) * c)
 
-  def steady(j):  # a normal cell reading two outputs of its own stage
-    return j >= 2 and j not in reductions and j - 1 not in reductions
+  def steady(j):  # a normal cell whose inputs and output have one shape
+    return (
+      j >= 2
+      and j not in reductions
+      and j - 1 not in reductions
+      and widths[j - 2] == widths[j - 1] == widths[j]
+    )
 
   runs, start = [], 0
   for i in range(1, layers + 1):
@@ -188,7 +205,7 @@ class EvalNetwork(nn.Module):
     reductions = reduction_indices(self.layers)
     auxiliary_at = 2 * self.layers // 3
     logits_aux = None
-    for start, end in cell_runs(self.layers, auxiliary_at):
+    for start, end in cell_runs(self.genotype, self.layers, auxiliary_at):
       for i in range(start, end):
         if i in reductions:
           c *= 2

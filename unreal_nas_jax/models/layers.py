@@ -46,20 +46,77 @@ BN_MOMENTUM = 0.1  # PyTorch's: running = (1 - m) * running + m * batch statisti
 BN_EPSILON = 1e-5
 
 
-def batch_moments(x: jax.Array, axes: tuple[int, ...], two_pass: bool = True):
+BN_MOMENTS = ('two_pass', 'shifted', 'one_pass')
+
+
+def batch_moments(x: jax.Array, axes: tuple[int, ...], moments: str = 'two_pass'):
   """Mean and biased variance over `axes`, in float32 (or float64 for float64 inputs).
 
-  Two passes (the mean, then the mean squared deviation) as PyTorch computes them; the one-pass
-  E[x^2] - E[x]^2 loses digits to cancellation when |mean| >> std, which made float32
-  second-order alpha gradients orders of magnitude less accurate than PyTorch's.
+  'two_pass': the mean, then the mean squared deviation, as PyTorch computes them. 'one_pass':
+  E[x^2] - E[x]^2 from one read of x, which loses digits to cancellation when |mean| >> std
+  (it made float32 second-order alpha gradients orders of magnitude less accurate than
+  PyTorch's). 'shifted': one read of x too, but of x - K with K one sample of each statistic's
+  own values (the first along `axes`), so the sums cancel only as much as that sample is far from
+  the mean in standard deviations, as for two passes' rounding of the mean; exact in real
+  arithmetic for any K, so its gradient is the variance's.
   """
   x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+  if moments == 'two_pass':
+    mean = jnp.mean(x, axis=axes, keepdims=True)
+    return mean, jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True)
+  if moments == 'shifted':
+    first = tuple(slice(0, 1) if a in axes else slice(None) for a in range(x.ndim))
+    shift = jax.lax.stop_gradient(x[first])
+    centred = x - shift
+    offset = jnp.mean(centred, axis=axes, keepdims=True)
+    var = jnp.mean(jnp.square(centred), axis=axes, keepdims=True) - jnp.square(offset)
+    return shift + offset, jnp.maximum(var, 0.0)
   mean = jnp.mean(x, axis=axes, keepdims=True)
-  if two_pass:
-    var = jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True)
-  else:
-    var = jnp.maximum(jnp.mean(jnp.square(x), axis=axes, keepdims=True) - jnp.square(mean), 0.0)
+  var = jnp.maximum(jnp.mean(jnp.square(x), axis=axes, keepdims=True) - jnp.square(mean), 0.0)
   return mean, var
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def normalise(x: jax.Array, axes: tuple[int, ...], moments: str):
+  """(x - mean) / sqrt(var + eps) over `axes` with the batch statistics, and (mean, var).
+
+  The same function as the plain expression, with the backward pass written out: one pass for
+  the two reductions it needs and one for the input gradient, where differentiating the
+  expression takes several (the statistics' and the normalisation's separately). Its backward
+  pass is itself differentiable (second-order DARTS differentiates through gradient steps).
+  """
+  y, mean, var, _ = _normalise_fwd_parts(x, axes, moments)
+  return y, mean, var
+
+
+def _normalise_fwd_parts(x, axes, moments):
+  mean, var = batch_moments(x, axes, moments)
+  rstd = jax.lax.rsqrt(var + BN_EPSILON)
+  return ((x.astype(rstd.dtype) - mean) * rstd).astype(x.dtype), mean, var, rstd
+
+
+def _normalise_fwd(x, axes, moments):
+  y, mean, var, rstd = _normalise_fwd_parts(x, axes, moments)
+  return (y, mean, var), (x, mean, rstd)
+
+
+def _normalise_bwd(axes, moments, residuals, cotangents):
+  del moments
+  x, mean, rstd = residuals
+  g_y, g_mean, g_var = cotangents
+  n = math.prod(x.shape[a] for a in axes)
+  centred = x.astype(rstd.dtype) - mean
+  x_hat = centred * rstd
+  g_y = g_y.astype(rstd.dtype)
+  g_sum = jnp.mean(g_y, axis=axes, keepdims=True)
+  g_dot = jnp.mean(g_y * x_hat, axis=axes, keepdims=True)
+  g_x = rstd * (g_y - g_sum - x_hat * g_dot)
+  # The statistics' own cotangents (zero where only the running averages read them).
+  g_x = g_x + g_mean / n + g_var * (2.0 / n) * centred
+  return (g_x.astype(x.dtype),)
+
+
+normalise.defvjp(_normalise_fwd, _normalise_bwd)
 
 
 class BatchNorm(nn.Module):
@@ -69,32 +126,42 @@ class BatchNorm(nn.Module):
   one (n / (n - 1)), as torch.nn.BatchNorm2d does. Statistics are per channel and per leading
   "branch" index: for an input (B_1, ..., B_k, N, H, W, C) with `branch_dims=k` they reduce over
   (N, H, W) and keep shape (B_1, ..., B_k, C), so a stack of k-indexed branches is k BatchNorms.
+  `reduce_axes` names the reduced axes instead, for branches laid out after them: (N, H, W, B_1,
+  ..., B_k, C) with `reduce_axes=(0, 1, 2)` has the same statistics, of shape (B_1, ..., C).
 
   Attributes:
     affine: learn a scale and an offset per channel (and branch).
     branch_dims: leading axes that index independent BatchNorms.
-    two_pass: two-pass variance (see `batch_moments`); the one-pass form is cheaper.
+    reduce_axes: the axes the statistics reduce over, if not those after `branch_dims` but the
+      last.
+    moments: how the batch statistics are computed (`batch_moments`).
+    fused_backward: in training, normalise with `normalise` (its backward pass written out);
+      non-affine only.
   """
 
   affine: bool = True
   branch_dims: int = 0
-  two_pass: bool = True
+  reduce_axes: tuple[int, ...] | None = None
+  moments: str = 'two_pass'
+  fused_backward: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     b = self.branch_dims
-    axes = tuple(range(b, x.ndim - 1))
-    stat_shape = (*x.shape[:b], x.shape[-1])
+    axes = self.reduce_axes if self.reduce_axes is not None else tuple(range(b, x.ndim - 1))
+    stat_shape = tuple(d for a, d in enumerate(x.shape) if a not in axes)
     running_mean = self.variable('batch_stats', 'mean', jnp.zeros, stat_shape, jnp.float32)
     running_var = self.variable('batch_stats', 'var', jnp.ones, stat_shape, jnp.float32)
-    expand = (*x.shape[:b], *(1,) * len(axes), x.shape[-1])
-    if train:
-      mean, var = batch_moments(x, axes, self.two_pass)
+    expand = tuple(1 if a in axes else d for a, d in enumerate(x.shape))
+    if train and self.fused_backward and not self.affine:
+      y, mean, var = normalise(x, axes, self.moments)
       if not self.is_initializing():
-        n = math.prod(x.shape[a] for a in axes)
-        unbiased = var.reshape(stat_shape) * (n / max(n - 1, 1))
-        running_mean.value += BN_MOMENTUM * (mean.reshape(stat_shape) - running_mean.value)
-        running_var.value += BN_MOMENTUM * (unbiased - running_var.value)
+        self._update_running(running_mean, running_var, mean, var, x.shape, axes, stat_shape)
+      return y
+    if train:
+      mean, var = batch_moments(x, axes, self.moments)
+      if not self.is_initializing():
+        self._update_running(running_mean, running_var, mean, var, x.shape, axes, stat_shape)
     else:
       mean = running_mean.value.reshape(expand)
       var = running_var.value.reshape(expand)
@@ -106,19 +173,44 @@ class BatchNorm(nn.Module):
       y = y + self.param('bias', nn.initializers.zeros, stat_shape).reshape(expand)
     return y.astype(x.dtype)
 
+  @staticmethod
+  def _update_running(running_mean, running_var, mean, var, shape, axes, stat_shape):
+    n = math.prod(shape[a] for a in axes)
+    unbiased = jax.lax.stop_gradient(var).reshape(stat_shape) * (n / max(n - 1, 1))
+    mean = jax.lax.stop_gradient(mean).reshape(stat_shape)
+    running_mean.value += BN_MOMENTUM * (mean - running_mean.value)
+    running_var.value += BN_MOMENTUM * (unbiased - running_var.value)
+
 
 class Pointwise(nn.Module):
-  """1x1 convolution as a matmul over channels (the fastest form on every backend)."""
+  """1x1 convolution as a matmul over channels (the fastest form on every backend), of the
+  pixels `offset`, `offset + stride`, ... of each row and column."""
 
   features: int
   stride: int = 1
+  offset: int = 0
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    if self.stride > 1:
-      x = x[:, :: self.stride, :: self.stride, :]
+    if self.stride > 1 or self.offset:
+      x = strided_pixels(x, self.stride, self.offset)
     kernel = self.param('kernel', torch_default_init, (1, 1, x.shape[-1], self.features))
     return jnp.einsum('nhwc,cd->nhwd', x, kernel[0, 0].astype(x.dtype))
+
+
+def strided_pixels(x: jax.Array, stride: int, offset: int = 0) -> jax.Array:
+  """Pixels offset, offset + stride, ... of every row and column of (..., H, W, C).
+
+  For H and W divisible by the stride this is a reshape and a plain slice, not a strided slice:
+  a strided slice of a concatenation of slices feeding a matrix product aborts XLA:GPU's
+  Triton GEMM fusion (jaxlib 0.10.2, triton_tiling_propagation.cc "subdim_size_accumulator ==
+  dim_size"; tests/models/test_gpu_compile.py). Same elements, so the same results everywhere.
+  """
+  *lead, h, w, c = x.shape
+  if h % stride or w % stride:
+    return x[..., offset::stride, offset::stride, :]
+  x = x.reshape(*lead, h // stride, stride, w // stride, stride, c)
+  return x[..., offset, :, offset, :]
 
 
 class Depthwise(nn.Module):
@@ -198,7 +290,7 @@ class FactorizedReduce(nn.Module):
     x = nn.relu(x)
     half = self.features // 2
     a = Pointwise(half, stride=2)(x)
-    b = Pointwise(half, stride=2)(x[:, 1:, 1:, :])
+    b = Pointwise(half, stride=2, offset=1)(x)
     return BatchNorm(self.affine)(jnp.concatenate([a, b], axis=-1), train)
 
 

@@ -6,14 +6,17 @@ supernet uses it to run the first depthwise convolution of every edge leaving a 
 (M filters per channel, one input) and the second ones of all branches (M = 1, S branches); an
 evaluation network's ordinary depthwise convolution is S = M = 1.
 
-  'xla'    XLA's grouped convolution (feature_group_count = S * C); native on GPU and TPU.
-  'shift'  k * k shifted slices of the padded input times per-channel taps, summed in one fused
-           loop, with a hand-written backward pass: the input gradient is the transposed sum
-           of shifted products (one fused loop again), the kernel gradient one contraction of
-           the stacked shifted inputs with the output gradient. XLA:CPU runs grouped
-           convolutions far slower than these loops and matrix products.
-Both are plain differentiable JAX underneath (the backward pass of 'shift' is itself made of
-differentiable ops), so the second-order DARTS step can differentiate through a gradient step.
+  'xla'     XLA's grouped convolution (feature_group_count = S * C); native on GPU and TPU.
+  'native'  compiled CPU kernels (`depthwise_cpu.cc`, built on first use by `cpu_kernels` and
+            called through XLA FFI) for the convolution and its two gradients; each is a
+            custom_vjp made of the other two, so any order of reverse-mode derivative stays on
+            the kernels. float32 and float64; 'shift' runs instead for other dtypes or where the
+            kernels cannot be built.
+  'shift'   pure JAX: k * k strided slices of the padded input times per-channel taps, summed
+            (XLA fuses them into one loop); its gradients are JAX's autodiff of those ops.
+            XLA:CPU runs grouped convolutions far slower than these loops.
+All three are differentiable to any order, so the second-order DARTS step can differentiate
+through a gradient step.
 """
 
 from __future__ import annotations
@@ -30,16 +33,17 @@ from unreal_nas_jax.ops import cpu_kernels
 DEPTHWISE_IMPLS = ('xla', 'native', 'shift')
 
 
-def resolve_depthwise_impl(impl: str, dtype=jnp.float32) -> str:
-  """The concrete implementation for `impl`: 'auto' is 'xla' on GPU and TPU, and on the CPU
-  'native' (the compiled kernels, float32 and float64) where they build, else 'shift'. 'native'
-  falls back to 'shift' for other dtypes or where the kernels cannot be built."""
+def resolve_depthwise_impl(impl: str, dtype=jnp.float32, platform: str | None = None) -> str:
+  """The concrete implementation for `impl` on `platform` ('cpu', 'gpu', 'tpu'; default JAX's
+  default backend): 'auto' is 'xla' on GPU and TPU, and on the CPU 'native' (the compiled
+  kernels, float32 and float64) where they build, else 'shift'. 'native' falls back to 'shift'
+  for other dtypes or where the kernels cannot be built."""
   if impl not in ('auto', *DEPTHWISE_IMPLS):
     raise ValueError(
       f'depthwise impl {impl!r} is not allowed; allowed: auto, {", ".join(DEPTHWISE_IMPLS)}'
     )
   if impl == 'auto':
-    impl = 'native' if jax.default_backend() == 'cpu' else 'xla'
+    impl = 'native' if (platform or jax.default_backend()) == 'cpu' else 'xla'
   if impl == 'native':
     native_dtype = jnp.dtype(dtype) in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64))
     if not (native_dtype and cpu_kernels.available()):

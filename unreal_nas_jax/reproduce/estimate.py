@@ -21,17 +21,18 @@ run such as the quick scale.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from collections.abc import Callable
-from typing import Any
 
 import ml_collections
 
-from unreal_nas_jax.config_utils import ConfigError, flatten, to_dict
-from unreal_nas_jax.data import train_pipeline
+from unreal_nas_jax import targets
+from unreal_nas_jax.config_utils import flatten, to_dict
+from unreal_nas_jax.data import pipeline
 from unreal_nas_jax.data.datasets import DATASETS
 from unreal_nas_jax.reproduce.plan import Phase, search_epochs
-from unreal_nas_jax.train import retrain, search_loop
+from unreal_nas_jax.search import seeds
+from unreal_nas_jax.search import setup as search_setup
+from unreal_nas_jax.train.retrain_config import pipeline_spec
 
 MEASURED, BOUND = 'measured', 'roofline bound'
 EVAL_BATCH_SHARE = 1 / 3  # an evaluation batch against a training step (forward only)
@@ -47,10 +48,10 @@ TRAIN_PROGRAM_FIELDS = ('model.', 'data.image_size', 'data.channels', 'train.bat
 
 @dataclasses.dataclass(frozen=True)
 class Target:
-  """A device asked for by name (`--target`), as the target mode of bench parses it."""
+  """A device asked for by name (`--target`) and `targets.parse_target`'s reading of it."""
 
   spec: str
-  parsed: Any
+  parsed: targets.Target
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,13 +59,15 @@ class StepTime:
   """One step of a program: `step_ms`, its compilation, and what the figure is.
 
   Attributes:
+    step_ms: None where a target gives no bound (the program does not fit its memory, or its
+      compiler gave no cost analysis).
     kind: MEASURED (on `device`) or BOUND (the roofline lower bound for target `device`).
     startup_s: tracing, lowering and initialising the state before the compilation (measured;
       0 for a bound).
     fits, peak_memory_gb: for a bound, whether the program fits the target's memory and its peak.
   """
 
-  step_ms: float
+  step_ms: float | None
   compile_s: float
   kind: str
   device: str
@@ -74,19 +77,9 @@ class StepTime:
 
 
 def load_target(spec: str) -> Target:
-  """Parses `--target` and prepares the environment for it; call before any JAX backend starts."""
-  try:
-    # By name: the target mode of bench (unreal_nas_jax/targets.py) is not in every build.
-    targets = importlib.import_module('unreal_nas_jax.targets')
-  except ImportError:
-    raise ConfigError(
-      f'--target={spec} needs the target mode of `unreal-nas bench` (unreal_nas_jax.targets), '
-      'which this installation lacks; leave --target out to measure on this machine'
-    ) from None
-  try:
-    parsed = targets.parse_target(spec)
-  except ValueError as e:  # a target name it does not know: one line, as every bad flag
-    raise ConfigError(f'--target={spec}: {e}') from None
+  """Parses `--target` (TargetError: one line) and prepares the environment for compiling for
+  it; call before any JAX backend starts."""
+  parsed = targets.parse_target(spec)
   targets.prepare_environment()
   return Target(spec, parsed)
 
@@ -109,12 +102,12 @@ def program_step_time(
     return StepTime(record['median_step_ms'], record['compile_s'], MEASURED, device, startup_s)
   record = time_step(config, steps, target.parsed)
   return StepTime(
-    record['roofline_ms'],
+    record.get('roofline_ms'),
     record['compile_s'],
     BOUND,
     target.spec,
     fits=record.get('fits'),
-    peak_memory_gb=record.get('peak_memory_gb'),
+    peak_memory_gb=record.get('peak_memory_gb', record.get('needed_gb')),
   )
 
 
@@ -141,12 +134,8 @@ class Estimator:
     self.programs: dict[tuple, Program] = {}
 
   def _seeds_program(self, config) -> str:
-    choice = config.search.seeds_program
-    if choice != 'auto':
-      return choice
-    if self.target is not None:  # the N-seed program the target would run
-      return 'loop' if self.target.spec.split(':')[0] == 'cpu' else 'vmap'
-    return search_loop.seeds_program(choice)
+    platform = self.target.parsed.platform if self.target is not None else None
+    return seeds.seeds_program(config.search.seeds_program, platform)
 
   def _program(self, kind: str, config, phase_name: str, seeds_in_loop: int = 1) -> Program:
     fields = SEARCH_PROGRAM_FIELDS if kind == 'search' else TRAIN_PROGRAM_FIELDS
@@ -177,8 +166,9 @@ class Estimator:
     stand_in.data.fake_data = True
     return self._program('train', stand_in, phase_name)
 
-  def phase_seconds(self, phase: Phase) -> float:
-    """The device time of `phase` on this machine (or the target's lower bound)."""
+  def phase_seconds(self, phase: Phase) -> float | None:
+    """The device time of `phase` on this machine, or the target's lower bound (None where the
+    target gives no bound for its program)."""
     config = phase.config()
     if phase.kind == 'search':
       program = self.search_program(config, phase.name)
@@ -207,10 +197,10 @@ def _describe(kind: str, config) -> str:
   )
 
 
-def search_schedule(config: ml_collections.ConfigDict) -> search_loop.SearchSetup:
+def search_schedule(config: ml_collections.ConfigDict) -> search_setup.SearchSetup:
   """The search's epochs, batches and steps (`SearchSetup`'s schedule, which needs only the
   config: nothing is built)."""
-  return search_loop.SearchSetup(
+  return search_setup.SearchSetup(
     config=config,
     mesh=None,
     model=None,
@@ -223,7 +213,9 @@ def search_schedule(config: ml_collections.ConfigDict) -> search_loop.SearchSetu
   )
 
 
-def search_seconds(config: ml_collections.ConfigDict, program: Program) -> float:
+def search_seconds(config: ml_collections.ConfigDict, program: Program) -> float | None:
+  if program.step.step_ms is None:
+    return None
   schedule = search_schedule(config)
   base = config.search.batch_size
   epochs = range(schedule.total_epochs)
@@ -239,18 +231,20 @@ def search_seconds(config: ml_collections.ConfigDict, program: Program) -> float
 
 def train_seconds(
   config: ml_collections.ConfigDict, step: StepTime, *, evaluate_only: bool = False
-) -> float:
+) -> float | None:
   """A retraining's device time (its evaluations included), or one evaluation's."""
+  if step.step_ms is None:
+    return None
   stand_in = ml_collections.ConfigDict(to_dict(config))
   stand_in.data.fake_data = True  # split sizes from the datasets' facts; nothing is read
-  spec = retrain.pipeline_spec(stand_in)
-  eval_batches = train_pipeline.steps_per_epoch(spec, DATASETS[spec.dataset].eval_split)
+  spec = pipeline_spec(stand_in)
+  eval_batches = pipeline.steps_per_epoch(spec, DATASETS[spec.dataset].eval_split)
   eval_s = eval_batches * EVAL_BATCH_SHARE * step.step_ms / 1000
   if evaluate_only:
     return eval_s
   epochs, every = config.train.epochs, config.train.eval_every_epochs
   evaluations = -(-epochs // every) if every else 0  # every N epochs and after the last
-  steps = epochs * train_pipeline.steps_per_epoch(spec, 'train')
+  steps = epochs * pipeline.steps_per_epoch(spec, 'train')
   return steps * step.step_ms / 1000 + evaluations * eval_s + step.compile_s + step.startup_s
 
 

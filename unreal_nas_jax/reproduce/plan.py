@@ -26,12 +26,15 @@ from unreal_nas_jax.config_utils import (
   require_range,
   to_dict,
 )
-from unreal_nas_jax.data import train_pipeline
+from unreal_nas_jax.data import pipeline
 from unreal_nas_jax.data.datasets import CIFAR_DATASETS
+from unreal_nas_jax.data.pipeline_spec import PipelineSpec
 from unreal_nas_jax.data.search_data import SEARCH_DATASETS
+from unreal_nas_jax.search import setup as search_setup
 from unreal_nas_jax.search.derivation import SEARCH_METHODS
 from unreal_nas_jax.search.validate import validate_search_config
-from unreal_nas_jax.train import outputs, retrain, search_loop
+from unreal_nas_jax.train import outputs
+from unreal_nas_jax.train.retrain_config import validate_train_config
 
 RETRAIN_SETS = CIFAR_DATASETS
 EVAL_FILE = 'eval.json'
@@ -256,7 +259,7 @@ def make_plan(config: ml_collections.ConfigDict, root: str) -> Plan:
     )
     for retrain_set in retrain_sets:
       for k in range(n):
-        genotype = files.join(search_loop.seed_dir(search_dir, k, n), 'genotype.json')
+        genotype = files.join(search_setup.seed_dir(search_dir, k, n), 'genotype.json')
         workdir = files.join(root, 'retrain', row.name, retrain_set, f'seed_{k}')
         overrides = (
           ('genotype', genotype),
@@ -292,14 +295,12 @@ def check_phases(plan: Plan) -> None:
     if phase.kind == 'search':
       config = phase.config()
       validate_search_config(config)
-      parallel.data_mesh(
-        config.parallel.num_devices, config.search.batch_size, 'config.search.batch_size'
-      )
+      search_setup.search_mesh(config)  # the batch, and SGAS's grown batches, on the devices
       if config.data.name in SEARCH_TFDS:
         needed.add(SEARCH_TFDS[config.data.name])
     elif phase.kind == 'train':
       config = phase.config()
-      retrain.validate_train_config(config)
+      validate_train_config(config)
       parallel.data_mesh(
         config.parallel.num_devices, config.train.batch_size, 'config.train.batch_size'
       )
@@ -307,14 +308,14 @@ def check_phases(plan: Plan) -> None:
   if plan.config.data.download:
     return
   for name in sorted(needed):
-    spec = train_pipeline.PipelineSpec(
+    spec = PipelineSpec(
       dataset=name,
       image_size=32,
       batch_size=1,
       seed=0,
       tfds_data_dir=plan.config.data.tfds_data_dir,
     )
-    train_pipeline.check_prepared(spec)
+    pipeline.check_prepared(spec)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -342,7 +343,7 @@ def phase_status(phase: Phase) -> str:
     return DONE if result is not None and result['epoch'] >= config.train.epochs else TO_RUN
   if phase.kind == 'search':
     n = config.search.num_seeds
-    seeds = [search_loop.seed_dir(phase.workdir, k, n) for k in range(n)]
+    seeds = [search_setup.seed_dir(phase.workdir, k, n) for k in range(n)]
     done = all(_last_epoch(d) >= search_epochs(config) for d in seeds)
   else:
     done = _last_epoch(phase.workdir) >= config.train.epochs

@@ -28,8 +28,9 @@ from unreal_nas_jax.models import eval_network
 from unreal_nas_jax.reproduce import paper_table
 from unreal_nas_jax.reproduce import plan as plan_lib
 from unreal_nas_jax.reproduce.estimate import format_duration
+from unreal_nas_jax.search import setup as search_setup
 from unreal_nas_jax.space import genotypes
-from unreal_nas_jax.train import outputs, search_loop
+from unreal_nas_jax.train import outputs
 
 TABLE_JSON, TABLE_MD = 'table.json', 'table.md'
 SCALE_NOTES = {
@@ -68,7 +69,7 @@ def _row_record(plan: plan_lib.Plan, row: plan_lib.Row) -> dict[str, Any]:
   search = plan.search_phase(row)
   config = search.config()
   n = config.search.num_seeds
-  seed_dirs = [search_loop.seed_dir(search.workdir, k, n) for k in range(n)]
+  seed_dirs = [search_setup.seed_dir(search.workdir, k, n) for k in range(n)]
   evals = {(p.retrain_set, p.seed_index): p for p in plan.row_phases(row) if p.kind == 'eval'}
   first_set = plan.retrain_sets[0]
   seeds = []

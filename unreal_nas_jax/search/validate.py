@@ -14,10 +14,12 @@ from unreal_nas_jax.config_utils import (
 )
 from unreal_nas_jax.data.datasets import CIFAR_DATASETS, DATASETS
 from unreal_nas_jax.data.search_data import FRACTAL_COLOR_MODES, SEARCH_DATASETS
+from unreal_nas_jax.models.supernet import EDGE_FORMS
 from unreal_nas_jax.ops.depthwise import DEPTHWISE_IMPLS
 from unreal_nas_jax.search.arch import ALPHA_INITS
 from unreal_nas_jax.search.darts import HYPERGRADIENTS
 from unreal_nas_jax.search.derivation import SEARCH_METHODS
+from unreal_nas_jax.search.seeds import SEEDS_PROGRAMS
 from unreal_nas_jax.search.sgas import CRITERIA
 from unreal_nas_jax.space.primitives import reduction_indices
 
@@ -87,6 +89,7 @@ def validate_search_config(config: ml_collections.ConfigDict) -> None:
   require_range(config, 'model.multiplier', 1, config.model.steps, integer=True)
   require_range(config, 'model.stem_multiplier', 1, integer=True)
   require_choice(config, 'model.depthwise_impl', ('auto', *DEPTHWISE_IMPLS))
+  require_choice(config, 'model.edge_form', ('auto', *EDGE_FORMS))
   downsample = 2 ** len(reduction_indices(config.model.layers))
   require_range(config, 'data.image_size', downsample, integer=True)
   require(
@@ -100,7 +103,7 @@ def validate_search_config(config: ml_collections.ConfigDict) -> None:
   require_choice(config, 'search.method', SEARCH_METHODS)
   require_range(config, 'search.num_seeds', 1, integer=True)
   require_choice(config, 'search.seeds_share_data', (True, False))
-  require_choice(config, 'search.seeds_program', ('auto', 'vmap', 'map', 'loop'))
+  require_choice(config, 'search.seeds_program', SEEDS_PROGRAMS)
   require_choice(config, 'search.sgas_criterion', CRITERIA)
   require_range(config, 'search.sgas_decision_start', 0, integer=True)
   require_range(config, 'search.sgas_decision_every', 1, integer=True)

@@ -10,11 +10,11 @@ genotype's 2 chosen edges per node and exactly zero on every other edge, which i
 state's SGAS decisions express (`search.arch.arch_weights`: a decided edge runs only its op, a
 pruned edge nothing). So the K architectures are K search states that differ only in their
 decisions, stacked on a leading axis and stepped by the warm-up step of the N-seed search
-(`train.search_loop`: weights only, one compile for all K), and the run core (`train.run.Run`)
-checkpoints, resumes and stops them like a search. A step costs what a supernet step costs, every
-op being computed on every edge, however few the architecture uses.
+(`search.setup.make_step_fn`: weights only, one compile for all K), and the loop shape
+(`train.loop.run_epochs`) checkpoints, resumes and stops them like a search. A step costs what
+a supernet step costs, every op being computed on every edge, however few the architecture uses.
 
-The workdir is the probe format of `analysis.runs` (config.json, architectures.json and
+The workdir is the probe format of `train.probe_format` (config.json, architectures.json and
 probe.jsonl, one line per architecture per epoch), plus checkpoints/.
 """
 
@@ -30,7 +30,6 @@ import ml_collections
 import numpy as np
 
 from unreal_nas_jax import files, parallel
-from unreal_nas_jax.analysis import runs, tensorboard
 from unreal_nas_jax.config_utils import (
   ConfigError,
   require,
@@ -40,15 +39,15 @@ from unreal_nas_jax.config_utils import (
 )
 from unreal_nas_jax.data import search_data
 from unreal_nas_jax.files import write_json_atomic, write_text_atomic
-from unreal_nas_jax.search import darts, sgas
+from unreal_nas_jax.search import darts, seeds, sgas
+from unreal_nas_jax.search import setup as search_setup
 from unreal_nas_jax.search.arch import CELLS
 from unreal_nas_jax.search.validate import require_batch_fits_data, validate_search_config
 from unreal_nas_jax.space import genotypes, sampling
 from unreal_nas_jax.space.primitives import PRIMITIVES, edge_list, num_edges
-from unreal_nas_jax.train import genotype_source, outputs, search_loop, startup
+from unreal_nas_jax.train import genotype_source, loop, outputs, probe_format, records, tensorboard
 from unreal_nas_jax.train import run as run_lib
 
-PROGRAMS = ('auto', 'vmap', 'map', 'loop')
 PHASE = 'probe'
 # The search fields the supernet's warm-up step reads; the probe's own block sets the rest.
 _ARCH_OPTIM = {
@@ -112,7 +111,7 @@ def validate_probe_config(config: ml_collections.ConfigDict) -> None:
   require_range(config, 'probe.epochs', 1, integer=True)
   require_range(config, 'data.num_examples', 1, integer=True)
   require_batch_fits_data(config, 'probe.batch_size')
-  require_choice(config, 'probe.program', PROGRAMS)
+  require_choice(config, 'probe.program', seeds.SEEDS_PROGRAMS)
   validate_search_config(search_view(config, 1))
 
 
@@ -196,7 +195,7 @@ def resolve_architectures(
 class ProbeSetup:
   """The search setup of K architectures and what is the probe's own."""
 
-  search: search_loop.SearchSetup  # config.search.num_seeds = K
+  search: search_setup.SearchSetup  # config.search.num_seeds = K
   names: list[str]
   genotypes: list[genotypes.Genotype]
 
@@ -218,7 +217,7 @@ def build_probe(config, mesh=None, *, workdir: str | None = None, architectures=
   (names, genotypes) from `resolve_architectures`, resolved here when None."""
   names, found = architectures if architectures is not None else resolve_architectures(config)
   view = search_view(config, len(names))
-  return ProbeSetup(search_loop.build_search(view, mesh, workdir=workdir), names, found)
+  return ProbeSetup(search_setup.build_search(view, mesh, workdir=workdir), names, found)
 
 
 def init_states(setup: ProbeSetup):
@@ -228,7 +227,7 @@ def init_states(setup: ProbeSetup):
   m = s.config.model
   one_seed = dataclasses.replace(s, config=ml_collections.ConfigDict(to_dict(s.config)))
   one_seed.config.search.num_seeds = 1
-  state = search_loop.init_state(one_seed)
+  state = search_setup.init_state(one_seed)
   decisions = [
     genotype_decisions(g, steps=m.steps, multiplier=m.multiplier) for g in setup.genotypes
   ]
@@ -261,7 +260,7 @@ class ProbeLog(outputs.MetricsLog):
 
   def __init__(self, workdir: str):
     super().__init__(workdir)
-    self.path = files.join(workdir, runs.PROBE_FILE)
+    self.path = files.join(workdir, probe_format.PROBE_FILE)
 
   def extend(self, records: list[dict[str, Any]]) -> None:
     if self._lines is None:
@@ -269,20 +268,6 @@ class ProbeLog(outputs.MetricsLog):
     self._lines.extend(json.dumps(r) + '\n' for r in records)
     if outputs.is_writer():
       write_text_atomic(self.path, ''.join(self._lines))
-
-
-def _check_finite(setup: ProbeSetup, epoch: int, steps: int, workdir: str):
-  def check(sums):
-    bad = np.atleast_1d(sums['first_bad_step'])
-    if (bad != int(darts.NO_BAD_STEP)).any():
-      k = int(np.argmin(bad))
-      raise run_lib.NonFiniteLossError(
-        f'the loss of architecture {setup.names[k]!r} became NaN or Inf in epoch {epoch + 1} at '
-        f'step {int(bad[k]) - epoch * steps + 1}/{steps}; stopped without saving it; the last '
-        f'good checkpoint is in {files.join(workdir, "checkpoints")}'
-      )
-
-  return check
 
 
 def run_probe(
@@ -301,13 +286,8 @@ def run_probe(
     config.parallel.num_devices, config.probe.batch_size, 'config.probe.batch_size', mesh
   )
   run = run_lib.Run(config, workdir, total_epochs=config.probe.epochs)
-  writer = tensorboard.SummaryWriter(workdir) if config.log.get('tensorboard', True) else None
   with run.running():
-    try:
-      return _probe(config, workdir, mesh, run, writer, architectures)
-    finally:
-      if writer is not None:
-        writer.close()
+    return _probe(config, workdir, mesh, run, architectures)
 
 
 def probe_scalars(records: list[dict[str, Any]]) -> dict[str, float]:
@@ -320,117 +300,144 @@ def probe_scalars(records: list[dict[str, Any]]) -> dict[str, float]:
   return scalars
 
 
-def _probe(config, workdir, mesh, run: run_lib.Run, writer, architectures) -> dict[str, Any]:
-  timer = run.timer
+def _probe(config, workdir, mesh, run: run_lib.Run, architectures) -> dict[str, Any]:
   d = config.data
-  with timer('build data', f'{d.name}, {d.num_examples:,} examples, {d.num_classes:,} classes'):
+  with run.timer('build data', f'{d.name}, {d.num_examples:,} examples, {d.num_classes:,} classes'):
     setup = build_probe(config, mesh, workdir=workdir, architectures=architectures)
     jax.block_until_ready(setup.search.data)
-  s, k, steps = setup.search, setup.num_architectures, setup.steps_per_epoch
-  epochs = config.probe.epochs
-  run.epochs_at = {e * steps: e for e in range(epochs + 1)}.get
   run.write_config()
-  geno_json = [genotypes.genotype_to_json(g) for g in setup.genotypes]
+  writer = tensorboard.SummaryWriter(workdir) if config.log.get('tensorboard', True) else None
+  probe = ProbeLoop(setup, run, workdir, writer)
   if outputs.is_writer():
-    for name, content in s.artifacts.items():
+    for name, content in setup.search.artifacts.items():
       path = files.join(workdir, name)
       if not files.exists(path):
         write_json_atomic(path, content, indent=1)
     write_json_atomic(
-      files.join(workdir, runs.ARCHITECTURES_FILE),
-      runs.architectures_document(setup.names, geno_json),
+      files.join(workdir, probe_format.ARCHITECTURES_FILE),
+      probe_format.architectures_document(setup.names, probe.genotypes_json),
       indent=1,
     )
-  log = ProbeLog(workdir)
-  abstract = {
-    'state': parallel.abstract_replicated(lambda: init_states(setup), s.mesh),
-    'sums': parallel.abstract_replicated(lambda: search_loop.new_sums(s), s.mesh),
-  }
-  state_future = run.start_state(
-    lambda: {'state': init_states(setup), 'sums': search_loop.init_sums(s)},
-    abstract,
-    search_loop.count_params(abstract['state'].params) // k,
-  )
-  name = f'probe step, {k} architecture{"s" if k > 1 else ""}'
-  example_args = (abstract['state'], search_loop.init_sums(s), s.data, *epoch_inputs(setup, 0))
-  program = search_loop.seeds_program(config.probe.program)
-  looped = k > 1 and program == 'loop'
-  if looped:  # the one-architecture program, compiled from one architecture's shapes
-    example_args = search_loop.one_seed_shapes(example_args, None)
-  compiling = startup.compile_steps(
-    timer, {name: (search_loop.make_step_fn(s, 'warmup'), example_args)}
-  )
-  items, record = startup.wait_state(state_future)
-  state, restored_sums = items['state'], items['sums']
-  start_epoch, done = run.resume_point(record)
-  run.announce_resume(record)
-  log.truncate(start_epoch + 1)
-  step_fn = startup.wait_compiled(compiling, name)
-  if looped:
-    step_fn = search_loop.host_loop(step_fn, k, None)
-
-  last: list[dict[str, Any]] = []
-  for epoch in range(start_epoch, epochs):
-    inputs = epoch_inputs(setup, epoch)
-    done_before = done if epoch == start_epoch else 0  # steps run before a resume
-    state, sums, wall_s = run.steps(
-      epoch=epoch,
-      phase=PHASE,
-      done=done_before,
-      steps=steps,
-      epoch_start=epoch * steps,
-      step=lambda state, sums, i, x=inputs: step_fn(state, sums, s.data, *x),
-      state=state,
-      sums=restored_sums if done_before else search_loop.init_sums(s),
-      check=_check_finite(setup, epoch, steps, workdir),
-      record=lambda i, epoch=epoch: {'epoch': epoch, 'step_in_epoch': i, 'phase': PHASE},
-    )
-    run.save(
-      (epoch + 1) * steps,
-      {'state': state, 'sums': search_loop.init_sums(s)},
-      {'epoch': epoch + 1, 'step_in_epoch': 0, 'phase': PHASE},
-    )
-    last = []
-    for j in range(k):
-      one = search_loop.seed_slice(sums, j, k)
-      last.append(
-        runs.probe_record(
-          setup.names[j],
-          geno_json[j],
-          epoch + 1,
-          float(one['train_loss']) / float(one['steps']),
-          float(one['train_correct']) / float(one['examples']),
-          lr=setup.lr(epoch),
-          wall_s=round(wall_s, 3),
-        )
-      )
-    log.extend(last)
+  try:
+    state = loop.run_epochs(run, probe)
+  finally:
     if writer is not None:
-      writer.scalars(epoch + 1, probe_scalars(last))
-      writer.flush()
-    run.progress.end_epoch(_summary(last, epochs, wall_s))
-    run.stop_if_requested(epoch, (epoch + 1) * steps)
-  timer.close()
-  if not last:  # resumed after the last epoch: the records are in probe.jsonl
-    last = [r for r in log.read() if r['epoch'] == epochs]
+      writer.close()
+  epochs = config.probe.epochs
+  last = probe.last or [r for r in probe.log_file.read() if r['epoch'] == epochs]
   return {
     'workdir': workdir,
     'epochs': epochs,
     'architectures': setup.names,
-    'final': {r['architecture']: {m: r[m] for m in runs.PROBE_METRICS} for r in last},
-    'program': program,
-    'phase_seconds': timer.seconds,
+    'final': {r['architecture']: {m: r[m] for m in probe_format.PROBE_METRICS} for r in last},
+    'program': probe.seeds_program,
+    'phase_seconds': run.timer.seconds,
     'state': state,
   }
 
 
-def _summary(records: list[dict[str, Any]], epochs: int, wall_s: float) -> str:
-  head = f'epoch {records[0]["epoch"]}/{epochs} probe lr={records[0]["lr"]:.5f} {wall_s:.1f}s'
-  if len(records) == 1:
-    r = records[0]
-    return f'{head} train_loss={r["train_loss"]:.4f} train_acc={r["train_acc"]:.4f}'
-  accs = np.array([r['train_acc'] for r in records])
-  return (
-    f'{head} {len(records)} architectures: train_acc min={accs.min():.4f} '
-    f'mean={accs.mean():.4f} max={accs.max():.4f}'
-  )
+@dataclasses.dataclass
+class ProbeLoop:
+  """The probe as a `train.loop.Loop`: K architectures' states stepped by the search's warm-up
+  step (one program), K probe.jsonl lines per epoch."""
+
+  setup: ProbeSetup
+  run: run_lib.Run
+  workdir: str
+  writer: tensorboard.SummaryWriter | None = None
+  last: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # the last epoch's records
+
+  def __post_init__(self):
+    s = self.setup
+    view = s.search.config.search  # the search view of the probe block (`search_view`)
+    self.total_epochs, self.mesh = view.warmup_epochs, s.search.mesh
+    self.steps, self.k = s.steps_per_epoch, s.num_architectures
+    self.genotypes_json = [genotypes.genotype_to_json(g) for g in s.genotypes]
+    self.log_file = ProbeLog(self.workdir)
+    self.seeds_program = seeds.seeds_program(view.seeds_program)
+    self.looped = self.k > 1 and self.seeds_program == 'loop'
+    self.name = f'probe step, {self.k} architecture{"s" if self.k > 1 else ""}'
+
+  def epoch_start(self, epoch: int) -> int:
+    return epoch * self.steps
+
+  def phase(self, epoch: int) -> str:
+    return PHASE
+
+  def record_fields(self, epoch: int) -> dict[str, Any]:
+    return {'phase': PHASE}
+
+  def init_state(self):
+    return init_states(self.setup)
+
+  def abstract_state(self):
+    return parallel.abstract_replicated(lambda: init_states(self.setup), self.mesh)
+
+  def new_sums(self):
+    return search_setup.new_sums(self.setup.search)
+
+  def num_weights(self, abstract_state) -> int:
+    return search_setup.count_params(abstract_state.params) // self.k
+
+  def program(self, epoch: int) -> str:
+    return self.name
+
+  def ahead(self, epoch: int) -> list[str]:
+    return [self.name] if epoch < self.total_epochs else []
+
+  def step_program(self, name: str, abstract, epoch: int, done: int):
+    s = self.setup.search
+    example_args = (
+      abstract['state'],
+      search_setup.init_sums(s),
+      s.data,
+      *epoch_inputs(self.setup, 0),
+    )
+    if self.looped:  # the one-architecture program, compiled from one architecture's shapes
+      example_args = seeds.one_seed_shapes(example_args, None)
+    return search_setup.make_step_fn(s, 'warmup'), example_args
+
+  def epoch_step(self, epoch: int, done: int, compiled) -> loop.Step:
+    if self.looped:
+      compiled = seeds.host_loop(compiled, self.k, None)
+    inputs, data = epoch_inputs(self.setup, epoch), self.setup.search.data
+    return lambda state, sums, i: compiled(state, sums, data, *inputs)
+
+  def check_finite(self, epoch: int, sums) -> None:
+    bad = np.atleast_1d(sums['first_bad_step'])
+    if (bad != int(darts.NO_BAD_STEP)).any():
+      k = int(np.argmin(bad))
+      raise run_lib.NonFiniteLossError(
+        f'the loss of architecture {self.setup.names[k]!r} became NaN or Inf in epoch '
+        f'{epoch + 1} at step {int(bad[k]) - epoch * self.steps + 1}/{self.steps}; stopped '
+        f'without saving it; the last good checkpoint is in '
+        f'{files.join(self.workdir, "checkpoints")}'
+      )
+
+  def resumed(self, state, epoch: int) -> None:
+    self.log_file.truncate(epoch + 1)
+
+  def end_epoch(self, epoch: int, state, sums, wall_s: float, done: int):
+    epoch_records = []
+    for j in range(self.k):
+      one = seeds.seed_slice(sums, j, self.k)
+      epoch_records.append(
+        probe_format.probe_record(
+          self.setup.names[j],
+          self.genotypes_json[j],
+          epoch + 1,
+          float(one['train_loss']) / float(one['steps']),
+          float(one['train_correct']) / float(one['examples']),
+          lr=self.setup.lr(epoch),
+          wall_s=round(wall_s, 3),
+        )
+      )
+    return state, (epoch_records, wall_s)
+
+  def log(self, epoch_records) -> str:
+    self.last, wall_s = epoch_records
+    self.log_file.extend(self.last)
+    if self.writer is not None:
+      self.writer.scalars(self.last[0]['epoch'], probe_scalars(self.last))
+      self.writer.flush()
+    return records.probe_summary(self.last, self.total_epochs, wall_s)

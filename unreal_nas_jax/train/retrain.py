@@ -3,18 +3,15 @@
 Datasets (spec section 6, and `data.datasets`): the tfds ones, image class folders and
 CheXpert-style multi-label CSVs; the last two keep their class (label) names in the workdir
 (`classes.json`) and refuse a resume or eval on other ones. Multi-label data trains with masked
-binary cross-entropy and evaluates per-label ROC AUC (`train.metrics`).
+binary cross-entropy and evaluates per-label ROC AUC (`train.evaluation`).
 
-Pure jitted steps (`train_step`, `eval_step`) over a `TrainState`; the loop feeds them global
-batches from `unreal_nas_jax.data.train_pipeline`, keeps the epoch's metrics on device, and writes
-an Orbax checkpoint and a metrics.jsonl line every epoch. Rerunning the same command resumes
-after the latest checkpoint; the workdir keeps the genotype it trains (`genotype.json`) and
-refuses a run whose genotype differs.
-
-Loss = CE(logits) + auxiliary_weight * CE(auxiliary logits), both with the configured label
-smoothing (multi-label: the masked BCE of both); SGD momentum 0.9 with coupled weight decay after
-clipping the global norm to 5 (the reference's torch update order); the learning rate is constant within an epoch (cosine or
-exponential per epoch) and drop path rises linearly, p = drop_path * epoch / epochs.
+The pure jitted steps (`train.retrain_step.train_step`, `train.evaluation.eval_step`) run over a
+`TrainState`; the loop feeds them global batches from `unreal_nas_jax.data.pipeline`, keeps the
+epoch's metrics on device, and writes an Orbax checkpoint and a metrics.jsonl line every epoch.
+Rerunning the same command resumes after the latest checkpoint; the workdir keeps the genotype it
+trains (`genotype.json`) and refuses a run whose genotype differs. The learning rate is constant
+within an epoch (cosine or exponential per epoch) and drop path rises linearly,
+p = drop_path * epoch / epochs.
 """
 
 from __future__ import annotations
@@ -26,155 +23,26 @@ import math
 from contextlib import nullcontext
 from typing import Any
 
-import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 
 from unreal_nas_jax import checkpointing, files, optim, parallel, timing
-from unreal_nas_jax.analysis.tensorboard import train_epoch_scalars
-from unreal_nas_jax.config_utils import (
-  ConfigError,
-  require,
-  require_choice,
-  require_range,
-  validate_run_fields,
-  validate_weight_sgd_fields,
-)
-from unreal_nas_jax.data import label_csv, train_pipeline
-from unreal_nas_jax.data.datasets import CHEXPERT_COMPETITION_LABELS, CHEXPERT_LABELS, DATASETS
+from unreal_nas_jax.config_utils import ConfigError
+from unreal_nas_jax.data import pipeline
+from unreal_nas_jax.data.datasets import DATASETS
+from unreal_nas_jax.data.pipeline_spec import PipelineSpec
 from unreal_nas_jax.models import eval_network
 from unreal_nas_jax.models.layers import params_key
-from unreal_nas_jax.ops.depthwise import DEPTHWISE_IMPLS
+from unreal_nas_jax.ops.depthwise import resolve_depthwise_impl
 from unreal_nas_jax.space import genotypes
-from unreal_nas_jax.train import metrics, outputs, startup
+from unreal_nas_jax.train import evaluation, loop, outputs, records
 from unreal_nas_jax.train import run as run_lib
 from unreal_nas_jax.train.genotype_source import resolve_genotype
-
-LR_SCHEDULES = ('cosine', 'exponential')
-NETWORKS = ('auto', 'cifar', 'imagenet')
-COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
-
-
-@flax.struct.dataclass
-class TrainState:
-  step: jax.Array
-  params: Any
-  batch_stats: Any
-  opt_state: Any
-  rng: jax.Array
-
-
-# Fields added with the folder and CSV datasets, for a config.json written before them (eval of an
-# older workdir): the values that reproduce the older behaviour.
-ADDED_DEFAULTS = {
-  'data': dict(dir='', channels=3, val_fraction=0.1, mean='', std='', stats_images=2000,
-               augment='crop_flip', flip=True, affine_degrees=10.0, affine_translate=0.05,
-               affine_scale=0.05, csv_train='train.csv', csv_eval='valid.csv',
-               csv_path_column='Path', csv_label_columns='', uncertainty='ones', auc_labels='',
-               on_device='auto'),
-  'model': dict(network='auto'),
-}  # fmt: skip
-
-
-def fill_added_defaults(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """Sets the ADDED_DEFAULTS fields a config lacks (an older config.json); returns it."""
-  for section, fields in ADDED_DEFAULTS.items():
-    for key, value in fields.items():
-      if key not in config[section]:
-        with config.unlocked():
-          config[section][key] = value
-  return config
-
-
-def validate_train_config(config: ml_collections.ConfigDict) -> None:
-  """Raises ConfigError naming the first field whose value is not allowed."""
-  fill_added_defaults(config)
-  validate_run_fields(config)
-  require(bool(config.genotype), 'genotype', config.genotype, 'a published name, a genotype.json '
-          'or a search workdir (--config.genotype=DARTS_V2)')  # fmt: skip
-  require_choice(config, 'data.name', tuple(DATASETS))
-  require_range(config, 'data.image_size', 8, integer=True)
-  require_range(config, 'data.num_train_examples', 0, integer=True)
-  require_range(config, 'data.num_eval_examples', 0, integer=True)
-  require_range(config, 'data.cutout', 0, integer=True)
-  require_range(config, 'data.crop_padding', 0, integer=True)
-  require_choice(config, 'data.fake_data', (False, True))
-  _validate_file_data(config)
-  require_range(config, 'model.channels', 2, integer=True)
-  require(config.model.channels % 2 == 0, 'model.channels', config.model.channels, 'an even number')
-  require_range(config, 'model.layers', 3, integer=True)
-  require_choice(config, 'model.auxiliary', (False, True))
-  require_range(config, 'model.auxiliary_weight', 0)
-  require_range(config, 'model.drop_path', 0, 1, high_open=True)
-  require_choice(config, 'model.depthwise_impl', ('auto', *DEPTHWISE_IMPLS))
-  require_choice(config, 'model.compute_dtype', tuple(COMPUTE_DTYPES))
-  require_choice(config, 'model.network', NETWORKS)
-  require_range(config, 'train.epochs', 1, integer=True)
-  require_range(config, 'train.batch_size', 1, integer=True)
-  require_range(config, 'train.eval_every_epochs', 0, integer=True)
-  require_range(config, 'train.label_smoothing', 0, 1, high_open=True)
-  validate_weight_sgd_fields(config)
-  require_choice(config, 'optim.lr_schedule', LR_SCHEDULES)
-  require_range(config, 'optim.lr_decay', 0, 1)
-
-
-def _names(text: str) -> tuple[str, ...]:
-  """'a, b' -> ('a', 'b'): list-valued data fields are comma-separated strings (command line)."""
-  return tuple(part.strip() for part in str(text).split(',') if part.strip())
-
-
-def _floats(config, key: str) -> tuple[float, ...]:
-  text = config.data[key.split('.')[-1]]
-  try:
-    return tuple(float(v) for v in _names(text))
-  except ValueError:
-    raise ConfigError(
-      f'config.{key}={text!r} is not allowed; allowed: comma-separated numbers (one per channel, '
-      'or one for all), or empty to compute them from the data'
-    ) from None
-
-
-def _validate_file_data(config) -> None:
-  """The folder and CSV fields (checked whatever the dataset, so a typo fails early)."""
-  d = config.data
-  require_choice(config, 'data.channels', (1, 3))
-  require_range(config, 'data.val_fraction', 0, 1, high_open=True)
-  require_range(config, 'data.stats_images', 0, integer=True)
-  require_choice(config, 'data.augment', train_pipeline.AUGMENTATIONS)
-  require_choice(config, 'data.flip', (False, True))
-  require_range(config, 'data.affine_degrees', 0, 180)
-  require_range(config, 'data.affine_translate', 0, 1)
-  require_range(config, 'data.affine_scale', 0, 1, high_open=True)
-  require_choice(config, 'data.uncertainty', label_csv.UNCERTAINTY_POLICIES)
-  require_choice(config, 'data.on_device', train_pipeline.ON_DEVICE)
-  _floats(config, 'data.mean')
-  _floats(config, 'data.std')
-  require(all(v > 0 for v in _floats(config, 'data.std')), 'data.std', d.std, 'positive numbers')
-  source = DATASETS[d.name].source
-  if source == 'tfds':
-    return
-  require(bool(d.dir) or d.fake_data, 'data.dir', d.dir,
-          f'the dataset directory ({d.name} reads its images there)')  # fmt: skip
-  if source == 'csv':
-    labels = _names(d.csv_label_columns) or CHEXPERT_LABELS
-    unknown = [n for n in _names(d.auc_labels) if n not in labels]
-    require(not unknown, 'data.auc_labels', d.auc_labels,
-            f'labels among data.csv_label_columns ({", ".join(labels)})')  # fmt: skip
-
-
-def auc_labels(config) -> tuple[str, ...]:
-  """The labels whose mean AUC is reported: data.auc_labels, or the five CheXpert competition
-  labels when the CSV has them all, else every label."""
-  labels = _names(config.data.csv_label_columns) or CHEXPERT_LABELS
-  chosen = _names(config.data.auc_labels)
-  if chosen:
-    return chosen
-  if all(n in labels for n in CHEXPERT_COMPETITION_LABELS):
-    return CHEXPERT_COMPETITION_LABELS
-  return labels
+from unreal_nas_jax.train.retrain_config import auc_labels, pipeline_spec, validate_train_config
+from unreal_nas_jax.train.retrain_step import StepSettings, TrainState, epoch_sums, train_step
+from unreal_nas_jax.train.tensorboard import train_epoch_scalars
 
 
 @dataclasses.dataclass
@@ -185,8 +53,8 @@ class TrainSetup:
   genotype_source: str
   model: eval_network.EvalNetwork
   tx: optax.GradientTransformation
-  spec: train_pipeline.PipelineSpec
-  source: train_pipeline.Source
+  spec: PipelineSpec
+  source: pipeline.Source
 
   def lr(self, epoch: int) -> float:
     o = self.config.optim
@@ -216,54 +84,14 @@ def build_train(config: ml_collections.ConfigDict, mesh=None) -> TrainSetup:
     channels=m.channels,
     layers=m.layers,
     auxiliary=m.auxiliary,
-    depthwise_impl=m.depthwise_impl,
+    depthwise_impl=resolve_depthwise_impl(m.depthwise_impl, platform=parallel.mesh_platform(mesh)),
   )
   tx = optim.weight_sgd(
     weight_decay=config.optim.weight_decay,
     momentum=config.optim.momentum,
     grad_clip=config.optim.grad_clip,
   ).tx
-  return TrainSetup(
-    config, mesh, genotype, source, model, tx, spec, train_pipeline.Source(spec, mesh)
-  )
-
-
-def pipeline_spec(config: ml_collections.ConfigDict) -> train_pipeline.PipelineSpec:
-  """The input pipeline's spec of a (validated) config; folder and CSV datasets resolved (their
-  classes or labels read, normalisation statistics computed when not given)."""
-  d = config.data
-  spec = train_pipeline.PipelineSpec(
-    dataset=d.name,
-    image_size=d.image_size,
-    batch_size=config.train.batch_size,
-    seed=config.seed,
-    tfds_data_dir=d.tfds_data_dir,
-    manual_dir=d.manual_dir,
-    download=d.download,
-    fake_data=d.fake_data,
-    num_train_examples=d.num_train_examples,
-    num_eval_examples=d.num_eval_examples,
-    cutout=d.cutout,
-    crop_padding=d.crop_padding,
-    data_dir=d.dir,
-    channels=d.channels,
-    val_fraction=d.val_fraction,
-    mean=_floats(config, 'data.mean'),
-    std=_floats(config, 'data.std'),
-    stats_images=d.stats_images,
-    augment=d.augment,
-    flip=d.flip,
-    affine_degrees=d.affine_degrees,
-    affine_translate=d.affine_translate,
-    affine_scale=d.affine_scale,
-    csv_train=d.csv_train,
-    csv_eval=d.csv_eval,
-    csv_path_column=d.csv_path_column,
-    csv_label_columns=_names(d.csv_label_columns) or CHEXPERT_LABELS,
-    uncertainty=d.uncertainty,
-    on_device=d.on_device,
-  )
-  return train_pipeline.resolve(spec)
+  return TrainSetup(config, mesh, genotype, source, model, tx, spec, pipeline.Source(spec, mesh))
 
 
 def init_state(setup: TrainSetup) -> TrainState:
@@ -290,149 +118,6 @@ def abstract_state(setup: TrainSetup) -> TrainState:
   return parallel.abstract_replicated(lambda: init_state(setup), setup.mesh)
 
 
-def cross_entropy(logits, labels, num_classes: int, smoothing: float) -> jax.Array:
-  targets = (
-    optax.smooth_labels(jax.nn.one_hot(labels, num_classes), smoothing)
-    if smoothing
-    else (jax.nn.one_hot(labels, num_classes))
-  )
-  return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
-
-
-@dataclasses.dataclass(frozen=True)
-class StepSettings:
-  """The static settings of the training step.
-
-  Attributes:
-    num_classes: classes of the dataset (the one-hot targets).
-    label_smoothing: of both losses.
-    aux_weight: weight of the auxiliary head's loss (used when the model has the head).
-    compute_dtype: a `COMPUTE_DTYPES` name: the forward and backward pass's dtype.
-    multilabel: `num_classes` independent binary labels: masked binary cross-entropy
-      (`metrics.masked_bce`) on batch['label'] (B, L) and batch['label_mask'] (B, L).
-  """
-
-  num_classes: int
-  label_smoothing: float = 0.0
-  aux_weight: float = 0.0
-  compute_dtype: str = 'float32'
-  multilabel: bool = False
-
-
-def _loss(logits, batch, settings: StepSettings) -> jax.Array:
-  if settings.multilabel:
-    return metrics.masked_bce(logits, batch['label'], batch['label_mask'])
-  n, smoothing = settings.num_classes, settings.label_smoothing
-  return cross_entropy(logits, batch['label'], n, smoothing).mean()
-
-
-def _correct(logits, batch, settings: StepSettings) -> jax.Array:
-  """Correct top-1 predictions; multi-label: per example, the fraction of counted labels whose
-  0.5-threshold prediction is right (so 'train_acc' is the entry accuracy)."""
-  if settings.multilabel:
-    right = ((logits > 0) == (batch['label'] > 0.5)) * batch['label_mask']
-    counted = jnp.maximum(batch['label_mask'].sum(-1), 1.0)
-    return jnp.sum(right.sum(-1) / counted)
-  return jnp.sum(jnp.argmax(logits, -1) == batch['label'])
-
-
-def train_step(
-  state: TrainState,
-  sums,
-  batch,
-  lr,
-  drop_prob,
-  *,
-  model: eval_network.EvalNetwork,
-  tx: optax.GradientTransformation,
-  settings: StepSettings,
-):
-  """One SGD step on a global batch; adds loss, correct and count to the epoch sums."""
-  dtype = COMPUTE_DTYPES[settings.compute_dtype]
-  images = batch['image'].astype(dtype)
-  labels = batch['label']
-  key = jax.random.fold_in(state.rng, state.step)
-
-  def loss_fn(params):
-    # Mixed precision: float32 master weights, the forward and backward in `dtype`.
-    (logits, aux), updates = model.apply(
-      {'params': _cast(params, dtype), 'batch_stats': state.batch_stats},
-      images,
-      drop_prob,
-      train=True,
-      rngs={'drop_path': key},
-      mutable=['batch_stats'],
-    )
-    loss = _loss(logits, batch, settings)
-    if aux is not None:
-      loss = loss + settings.aux_weight * _loss(aux, batch, settings)
-    return loss, (logits, updates['batch_stats'])
-
-  (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  batch_stats = _cast(batch_stats, jnp.float32)
-  updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  params = jax.tree.map(lambda w, u: w - lr * u, state.params, updates)
-  n = labels.shape[0]
-  sums = {
-    'loss': sums['loss'] + loss * n,
-    'correct': sums['correct'] + _correct(logits, batch, settings),
-    'count': sums['count'] + n,
-    'finite': sums['finite'] & jnp.isfinite(loss),
-  }
-  new_state = state.replace(
-    step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state
-  )
-  return new_state, sums
-
-
-def _cast(tree, dtype):
-  return jax.tree.map(
-    lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree
-  )
-
-
-def eval_step(
-  state: TrainState, sums, batch, *, model: eval_network.EvalNetwork, settings: StepSettings
-):
-  """Masked loss, top-1 and top-5 sums of one eval batch (running BN statistics).
-
-  Multi-label: returns (sums of the masked BCE and the example count, the batch's float32 logits)
-  for the host's AUC.
-  """
-  dtype, num_classes = COMPUTE_DTYPES[settings.compute_dtype], settings.num_classes
-  logits = model.apply(
-    {'params': _cast(state.params, dtype), 'batch_stats': state.batch_stats},
-    batch['image'].astype(dtype),
-    train=False,
-  ).astype(jnp.float32)
-  mask, labels = batch['mask'], batch['label']
-  if settings.multilabel:
-    label_mask = batch['label_mask'] * mask[:, None]
-    bce = metrics.masked_bce(logits, labels, label_mask) * jnp.maximum(label_mask.sum(), 1.0)
-    return {
-      'loss': sums['loss'] + bce,
-      'entries': sums['entries'] + label_mask.sum(),
-      'count': sums['count'] + jnp.sum(mask),
-    }, logits
-  loss = cross_entropy(logits, labels, num_classes, 0.0)
-  top5 = jnp.any(jax.lax.top_k(logits, min(5, num_classes))[1] == labels[:, None], axis=-1)
-  return {
-    'loss': sums['loss'] + jnp.sum(loss * mask),
-    'top1': sums['top1'] + jnp.sum((jnp.argmax(logits, -1) == labels) * mask),
-    'top5': sums['top5'] + jnp.sum(top5 * mask),
-    'count': sums['count'] + jnp.sum(mask),
-  }
-
-
-def _zeros(*names):
-  return {name: jnp.zeros((), jnp.float32) for name in names}
-
-
-def epoch_sums():
-  """The training step's accumulators: loss and correct sums, example count, all finite."""
-  return {**_zeros('loss', 'correct', 'count'), 'finite': jnp.ones((), bool)}
-
-
 def make_steps(setup: TrainSetup):
   config = setup.config
   settings = StepSettings(
@@ -449,64 +134,14 @@ def make_steps(setup: TrainSetup):
     donate_argnums=(0, 1),
   )
   evaluate = jax.jit(
-    functools.partial(eval_step, model=setup.model, settings=settings),
+    functools.partial(evaluation.eval_step, model=setup.model, settings=settings),
     out_shardings=replicated,
     donate_argnums=(1,),
   )
   return train, evaluate
 
 
-def evaluate(setup: TrainSetup, state: TrainState, eval_fn=None) -> dict[str, Any]:
-  """Top-1, top-5 (fractions) and mean loss over the eval split.
-
-  Multi-label: the mean masked BCE, per-label ROC AUC ('auc', None for a label with one class in
-  the eval split) and their mean over `auc_labels` ('mean_auc').
-  """
-  eval_fn = eval_fn or make_steps(setup)[1]
-  split = DATASETS[setup.spec.dataset].eval_split
-  if setup.spec.multilabel:
-    return _evaluate_multilabel(setup, state, eval_fn, split)
-  sums = parallel.replicate(_zeros('loss', 'top1', 'top5', 'count'), setup.mesh)
-  for batch in setup.source.batches(split, 0):
-    sums = eval_fn(state, sums, batch)
-  sums = jax.device_get(sums)
-  count = float(sums['count'])
-  return {
-    'top1': float(sums['top1']) / count,
-    'top5': float(sums['top5']) / count,
-    'loss': float(sums['loss']) / count,
-    'examples': int(count),
-  }
-
-
-def _evaluate_multilabel(setup, state, eval_fn, split) -> dict[str, Any]:
-  sums = parallel.replicate(_zeros('loss', 'entries', 'count'), setup.mesh)
-  scores, targets, masks = [], [], []
-  for batch in setup.source.batches(split, 0):
-    sums, logits = eval_fn(state, sums, batch)
-    host = jax.device_get({'logits': logits, 'label': batch['label'], 'm': batch['label_mask'],
-                           'mask': batch['mask']})  # fmt: skip
-    scores.append(host['logits'])
-    targets.append(host['label'])
-    masks.append(host['m'] * host['mask'][:, None])
-  sums = jax.device_get(sums)
-  aucs = metrics.label_aucs(
-    np.concatenate(scores),
-    np.concatenate(targets),
-    np.concatenate(masks),
-    setup.spec.names,
-    auc_labels(setup.config),
-  )
-  return {
-    'loss': float(sums['loss']) / max(float(sums['entries']), 1.0),
-    'mean_auc': aucs['mean_auc'],
-    'auc': aucs['auc'],
-    'undefined_auc': aucs['undefined_auc'],
-    'examples': int(sums['count']),
-  }
-
-
-def check_classes(workdir: str, spec: train_pipeline.PipelineSpec, *, write: bool) -> None:
+def check_classes(workdir: str, spec: PipelineSpec, *, write: bool) -> None:
   """Keeps a folder or CSV run's class (label) names in `workdir/classes.json`; refuses others.
 
   Args:
@@ -546,17 +181,6 @@ def _check_genotype(workdir: str, genotype: genotypes.Genotype) -> None:
       )
 
 
-def _check_finite(epoch: int):
-  def check(sums):
-    if not bool(sums['finite']):
-      raise run_lib.NonFiniteLossError(
-        f'loss became NaN or Inf in epoch {epoch + 1}; stopped without saving it; the last good '
-        'checkpoint is kept'
-      )
-
-  return check
-
-
 def train_batches(setup: TrainSetup, epoch: int, done: int = 0):
   """The global training batches of 0-based `epoch` from step `done` + 1 on."""
   return setup.source.batches('train', epoch, done)
@@ -569,13 +193,8 @@ def run_train(config: ml_collections.ConfigDict, workdir: str, *, mesh=None) -> 
   NonFiniteLossError, Preempted, DeviceError) and DatasetNotPreparedError.
   """
   setup = build_train(config, mesh)
-  steps = train_pipeline.steps_per_epoch(setup.spec, 'train')
-  run = run_lib.Run(
-    config,
-    workdir,
-    total_epochs=config.train.epochs,
-    epochs_at=lambda step: step // steps if step % steps == 0 else None,
-  )
+  steps = pipeline.steps_per_epoch(setup.spec, 'train')
+  run = run_lib.Run(config, workdir, total_epochs=config.train.epochs)
   _check_genotype(workdir, setup.genotype)
   check_classes(workdir, setup.spec, write=True)
   with run.running():
@@ -583,106 +202,129 @@ def run_train(config: ml_collections.ConfigDict, workdir: str, *, mesh=None) -> 
 
 
 def _train(config, workdir, setup: TrainSetup, run: run_lib.Run, steps: int) -> dict[str, Any]:
-  timer = run.timer
   d = setup.spec
-  with timer('check data', f'{d.dataset}{" (fake)" if d.fake_data else ""}, batch {d.batch_size}'):
-    train_pipeline.check_prepared(setup.spec)  # missing data fails before anything is written
+  with run.timer(
+    'check data', f'{d.dataset}{" (fake)" if d.fake_data else ""}, batch {d.batch_size}'
+  ):
+    pipeline.check_prepared(setup.spec)  # missing data fails before anything is written
   run.write_config()
   if outputs.is_writer():
     genotypes.save_genotype(files.join(workdir, 'genotype.json'), setup.genotype)
-
-  abstract = {
-    'state': abstract_state(setup),
-    'sums': parallel.abstract_replicated(epoch_sums, setup.mesh),
+  training = TrainLoop(setup, run, workdir, steps)
+  state = loop.run_epochs(run, training)
+  return {
+    'workdir': workdir,
+    'record': training.last,
+    'state': state,
+    'epochs': config.train.epochs,
   }
-  state_future = run.start_state(
-    lambda: {'state': init_state(setup), 'sums': parallel.replicate(epoch_sums(), setup.mesh)},
-    abstract,
-    eval_network.count_params(abstract['state'].params),
-  )
-  latest = run.manager.latest_step()  # where the run most likely resumes (before it restores)
-  start_epoch, done = (0, 0) if latest is None else divmod(latest, steps)
-  epochs = config.train.epochs
-  train_fn, eval_fn = make_steps(setup)
-  compiling, first_batch = {}, None
-  if start_epoch < epochs:
-    batches = train_batches(setup, start_epoch, done)
-    with timer('first batch'):
-      first_batch = next(batches)
-    scalars = (jnp.float32(0), jnp.float32(0))
-    example = (abstract['state'], abstract['sums'], first_batch, *scalars)
-    compiling = startup.compile_steps(timer, {'train step': (train_fn, example)})
-  items, checkpoint_record = startup.wait_state(state_future)
-  state = items['state']
-  resumed_at = run.resume_point(checkpoint_record)
-  if resumed_at != (start_epoch, done):  # an unusable newest checkpoint was moved aside
-    start_epoch, done = resumed_at
-    batches = train_batches(setup, start_epoch, done) if start_epoch < epochs else iter(())
-    first_batch = next(batches, None)
-  run.announce_resume(checkpoint_record)
-  print(f'training {setup.genotype_source} on {setup.spec.dataset}', flush=True)
-  metrics_log = outputs.MetricsLog(workdir)
-  metrics_log.truncate(start_epoch + 1)
 
-  record: dict[str, Any] = {}
-  first_eval = True
-  train_step = startup.wait_compiled(compiling, 'train step') if start_epoch < epochs else None
-  for epoch in range(start_epoch, epochs):
-    lr = jnp.asarray(setup.lr(epoch), jnp.float32)
-    drop_prob = jnp.asarray(setup.drop_prob(epoch), jnp.float32)
-    done_before = done if epoch == start_epoch else 0  # steps run before a resume
-    if epoch == start_epoch:
-      batches = itertools.chain([first_batch], batches)
+
+@dataclasses.dataclass
+class TrainLoop:
+  """The retraining as a `train.loop.Loop`: one train step program fed by the input pipeline,
+  an evaluation every `train.eval_every_epochs` epochs, one metrics.jsonl line per epoch."""
+
+  setup: TrainSetup
+  run: run_lib.Run
+  workdir: str
+  steps: int  # per epoch
+  last: dict[str, Any] = dataclasses.field(default_factory=dict)  # the last epoch's record
+
+  def __post_init__(self):
+    s = self.setup
+    self.total_epochs, self.mesh = s.config.train.epochs, s.mesh
+    self.train_fn, self.eval_fn = make_steps(s)
+    self.metrics_log = outputs.MetricsLog(self.workdir)
+    self._peeked = None  # ((epoch, done), first batch, the rest) of the batches lowered from
+    self._first_eval = True
+
+  def epoch_start(self, epoch: int) -> int:
+    return epoch * self.steps
+
+  def phase(self, epoch: int) -> str:
+    return 'train'
+
+  def record_fields(self, epoch: int) -> dict[str, Any]:
+    return {}
+
+  def init_state(self):
+    return init_state(self.setup)
+
+  def abstract_state(self):
+    return abstract_state(self.setup)
+
+  def new_sums(self):
+    return epoch_sums()
+
+  def num_weights(self, abstract_state) -> int:
+    return eval_network.count_params(abstract_state.params)
+
+  def program(self, epoch: int) -> str:
+    return 'train step'
+
+  def ahead(self, epoch: int) -> list[str]:
+    return ['train step'] if epoch < self.total_epochs else []
+
+  def step_program(self, name: str, abstract, epoch: int, done: int):
+    """The train step, lowered from the first batch the run will most likely step."""
+    batches = train_batches(self.setup, epoch, done)
+    with self.run.timer('first batch'):
+      first = next(batches)
+    self._peeked = ((epoch, done), first, batches)
+    scalars = (jnp.float32(0), jnp.float32(0))
+    return self.train_fn, (abstract['state'], abstract['sums'], first, *scalars)
+
+  def epoch_step(self, epoch: int, done: int, compiled) -> loop.Step:
+    if self._peeked is not None and self._peeked[0] == (epoch, done):
+      _, first, rest = self._peeked
+      batches = itertools.chain([first], rest)
     else:
-      batches = train_batches(setup, epoch)
-    state, sums, wall_s = run.steps(
-      epoch=epoch,
-      phase='train',
-      done=done_before,
-      steps=steps,
-      epoch_start=epoch * steps,
-      step=lambda state, sums, i, b=batches, lr=lr, p=drop_prob: train_step(
-        state, sums, next(b), lr, p
-      ),
-      state=state,
-      sums=items['sums'] if done_before else parallel.replicate(epoch_sums(), setup.mesh),
-      check=_check_finite(epoch),
-      record=lambda i, epoch=epoch: {'epoch': epoch, 'step_in_epoch': i},
+      batches = train_batches(self.setup, epoch, done)
+    self._peeked = None
+    lr = jnp.asarray(self.setup.lr(epoch), jnp.float32)
+    drop_prob = jnp.asarray(self.setup.drop_prob(epoch), jnp.float32)
+    return lambda state, sums, i: compiled(state, sums, next(batches), lr, drop_prob)
+
+  def check_finite(self, epoch: int, sums) -> None:
+    if not bool(sums['finite']):
+      raise run_lib.NonFiniteLossError(
+        f'loss became NaN or Inf in epoch {epoch + 1}; stopped without saving it; the last good '
+        'checkpoint is kept'
+      )
+
+  def resumed(self, state, epoch: int) -> None:
+    print(f'training {self.setup.genotype_source} on {self.setup.spec.dataset}', flush=True)
+    self.metrics_log.truncate(epoch + 1)
+
+  def end_epoch(self, epoch: int, state, sums, wall_s: float, done: int):
+    """The epoch's record, with an evaluation every `train.eval_every_epochs` epochs."""
+    s = self.setup
+    record = records.train_record(
+      epoch,
+      state,
+      sums,
+      # The values the step ran with (float32), as the record always showed them.
+      lr=float(jnp.asarray(s.lr(epoch), jnp.float32)),
+      drop_path=float(jnp.asarray(s.drop_prob(epoch), jnp.float32)),
+      wall_s=wall_s,
+      images_timed=(self.steps - done) * s.spec.batch_size,
     )
-    count = float(sums['count'])
-    steps_run = steps - done_before
-    record = {
-      'epoch': epoch + 1,
-      'step': int(jax.device_get(state.step)),
-      'lr': float(lr),
-      'drop_path': float(drop_prob),
-      'train_loss': float(sums['loss']) / count,
-      'train_acc': float(sums['correct']) / count,
-      'wall_s': round(wall_s, 3),
-      'images_per_s': round(steps_run * setup.spec.batch_size / wall_s, 2) if wall_s > 0 else None,
-    }
-    every = config.train.eval_every_epochs
-    if every and ((epoch + 1) % every == 0 or epoch + 1 == epochs):
+    every = s.config.train.eval_every_epochs
+    if every and ((epoch + 1) % every == 0 or epoch + 1 == self.total_epochs):
       # The eval step compiles on its first batch; that evaluation is a phase of its own.
-      with timer('first evaluation (compiles the eval step)') if first_eval else nullcontext():
-        result = evaluate(setup, state, eval_fn)
-      first_eval = False
+      first = self._first_eval
+      with self.run.timer('first evaluation (compiles the eval step)') if first else nullcontext():
+        result = evaluation.evaluate(s.source, state, self.eval_fn, auc_labels(s.config))
+      self._first_eval = False
       record.update({f'eval_{k}': v for k, v in result.items()})
-    run.save(
-      (epoch + 1) * steps,
-      {'state': state, 'sums': parallel.replicate(epoch_sums(), setup.mesh)},
-      {'epoch': epoch + 1, 'step_in_epoch': 0},
-    )
-    record['checkpoint_s'] = round(run.checkpoint_seconds, 3)
-    run.log_epoch(workdir, metrics_log, record, train_epoch_scalars(record))
-    summary = ' '.join(
-      f'{k}={v:.4f}' if isinstance(v, float) else f'{k}={v}'
-      for k, v in record.items()
-      if k in ('lr', 'train_loss', 'train_acc', 'eval_top1', 'eval_top5', 'eval_mean_auc', 'wall_s')
-    )
-    run.progress.end_epoch(f'epoch {epoch + 1}/{epochs} {summary}')
-    run.stop_if_requested(epoch, (epoch + 1) * steps)
-  return {'workdir': workdir, 'record': record, 'state': state, 'epochs': epochs}
+    return state, record
+
+  def log(self, record) -> str:
+    record['checkpoint_s'] = round(self.run.checkpoint_seconds, 3)
+    self.run.log_epoch(self.workdir, self.metrics_log, record, train_epoch_scalars(record))
+    self.last = record
+    return records.train_summary(record, self.total_epochs)
 
 
 def run_eval(workdir: str, *, mesh=None) -> dict[str, Any]:
@@ -712,7 +354,8 @@ def run_eval(workdir: str, *, mesh=None) -> dict[str, Any]:
       raise ConfigError(f'{workdir!r} holds no training checkpoint; run unreal-nas train first')
     items, record, _ = found
     with timer('evaluate', f'{setup.spec.dataset} {DATASETS[setup.spec.dataset].eval_split}'):
-      result = evaluate(setup, items['state'])
+      eval_fn = make_steps(setup)[1]
+      result = evaluation.evaluate(setup.source, items['state'], eval_fn, auc_labels(config))
   finally:
     timer.close()
     manager.close()

@@ -1,16 +1,17 @@
-"""What every run does around its steps, shared by the search and the retraining loop.
+"""What every run does around its loop, shared by the search, the probe and the retraining.
 
 A `Run` opens and checks the workdir (refusing another run's), restores the newest checkpoint
 that restores (moving unusable ones aside), names the start-up phases, shows progress, stops on a
 NaN/Inf loss with `NonFiniteLossError`, and checkpoints: at every epoch end, every
 `checkpoint.every_steps` steps and every `checkpoint.every_minutes` minutes inside an epoch, and
 when SIGTERM or SIGINT arrives (then it raises `Preempted`, and the same command resumes).
+`train.loop.run_epochs` drives a loop's epochs through it.
 
 A checkpoint holds the loop's state and its epoch accumulators (`sums`), named by global step,
 with a record `{'epoch': finished epochs, 'step_in_epoch': steps of the next epoch done, ...}`;
 a run resumed from it repeats exactly the steps an uninterrupted run takes, because every random
 choice of a step is a function of the state's step counter and the epoch, never of the host's
-history. Each loop keeps what is its own: its state, its step and its metrics records.
+history.
 """
 
 from __future__ import annotations
@@ -28,9 +29,8 @@ import ml_collections
 import numpy as np
 
 from unreal_nas_jax import checkpointing, files, timing
-from unreal_nas_jax.analysis import tensorboard
 from unreal_nas_jax.config_utils import to_dict
-from unreal_nas_jax.train import outputs, startup
+from unreal_nas_jax.train import outputs, startup, tensorboard
 
 
 class NonFiniteLossError(RuntimeError):
@@ -95,14 +95,16 @@ def checkpoint_dir(config: ml_collections.ConfigDict, workdir: str) -> str:
 
 
 class Run:
-  """The workdir, checkpoints, phases, progress and signals of one search or retraining run.
+  """The workdir, checkpoints, phases, progress and signals of one search, probe or retraining.
 
   Args:
     config: the validated config (`checkpoint.*`, `log.*` fields are read here).
     workdir: local path or cloud URI.
     total_epochs: of the whole run (progress lines).
+
+  Attributes:
     epochs_at: global step -> finished epochs if the step ends an epoch, else None (checkpoint
-      retention; the loop may set it once its setup is built, before the first save).
+      retention; `train.loop.run_epochs` sets it from the loop's schedule before the first save).
   """
 
   def __init__(
@@ -111,10 +113,9 @@ class Run:
     workdir: str,
     *,
     total_epochs: int,
-    epochs_at: Callable[[int], int | None] | None = None,
   ):
-    self.config, self.workdir = config, workdir
-    self.epochs_at, self.total_epochs = epochs_at, total_epochs
+    self.config, self.workdir, self.total_epochs = config, workdir, total_epochs
+    self.epochs_at: Callable[[int], int | None] | None = None
     outputs.prepare_workdir(workdir)
     self.manager = checkpointing.make_manager(checkpoint_dir(config, workdir))
     outputs.check_config(workdir, to_dict(config), has_checkpoint=bool(self.manager.all_steps()))
@@ -122,7 +123,6 @@ class Run:
     self.progress = outputs.Progress(config.log.progress, config.log.every_steps, total_epochs)
     self.signals = StopSignals()
     self.checkpoint_seconds = 0.0  # of the current epoch
-    self._first_step_done = False
     self._last_save = time.monotonic()
     self._tensorboard: dict[str, tensorboard.SummaryWriter] = {}
 
@@ -171,59 +171,10 @@ class Run:
     where = f'epoch {epoch}' if not done else f'step {done} of epoch {epoch + 1}'
     print(f'resuming {self.workdir} after {where}', flush=True)
 
-  # The steps of an epoch ----------------------------------------------------------------------
+  # Inside and at the end of an epoch ------------------------------------------------------------
 
-  def steps(
-    self,
-    *,
-    epoch: int,
-    phase: str,
-    done: int,
-    steps: int,
-    epoch_start: int,
-    step: Callable[[Any, Any, int], tuple[Any, Any]],
-    state: Any,
-    sums: Any,
-    check: Callable[[Any], None],
-    record: Callable[[int], dict[str, Any]],
-  ) -> tuple[Any, Any, float]:
-    """Runs steps `done + 1 .. steps` of 0-based `epoch`; returns (state, the epoch's sums on the
-    host, already checked, and the seconds the steps took).
-
-    `step(state, sums, i)` runs 1-based step i; `check(host_sums)` raises NonFiniteLossError;
-    `record(i)` is the checkpoint record after step i. Mid-epoch checkpoints and a stop on a
-    signal happen here; the epoch end is the loop's (`save`, then `stop_if_requested`).
-    """
-    t0 = time.perf_counter()
-    self.progress.start_epoch(epoch, phase, steps, done=done)
-    self.checkpoint_seconds = 0.0
-    sync_every = self.config.log.sync_every_steps
-    for i in range(done + 1, steps + 1):
-      if not self._first_step_done:
-        with self.timer('first step'):
-          state, sums = jax.block_until_ready(step(state, sums, i))
-        self._first_step_done = True
-      else:
-        state, sums = step(state, sums, i)
-      if (sync_every and i % sync_every == 0) or self.progress.will_print(i):
-        # Waits for the device without copying anything back, so progress shows real steps.
-        jax.block_until_ready(jax.tree.leaves(sums)[0])
-      self.progress.update(i)
-      if i == steps:
-        break
-      stop = self.signals.stop_requested(epoch_start + i)
-      if stop or self._checkpoint_due(epoch_start + i):
-        check(jax.device_get(sums))
-        self.save(epoch_start + i, {'state': state, 'sums': sums}, record(i))
-      if stop:
-        self.progress.end_epoch('')
-        self.raise_preempted(epoch, i, steps, epoch_start + i)
-    sums = jax.device_get(sums)
-    wall_s = time.perf_counter() - t0
-    check(sums)
-    return state, sums, wall_s
-
-  def _checkpoint_due(self, global_step: int) -> bool:
+  def checkpoint_due(self, global_step: int) -> bool:
+    """Whether a mid-epoch checkpoint is due after `global_step` (`checkpoint.every_*`)."""
     c = self.config.checkpoint
     every_steps, every_minutes = c.get('every_steps', 0), c.get('every_minutes', 0.0)
     due = bool(every_steps) and global_step % every_steps == 0
