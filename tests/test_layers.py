@@ -19,7 +19,7 @@ LAYERS = (
   ('train', ('train',)),
   # The analyses read what the loops write (train/probe_format.py, train/tensorboard.py).
   ('analysis', ('analysis',)),
-  ('commands', ('bench', 'cli', 'torch_reference')),
+  ('commands', ('bench', 'cli', 'reproduce', 'torch_reference')),
 )
 LAYER_OF = {unit: rank for rank, (_, units) in enumerate(LAYERS) for unit in units}
 

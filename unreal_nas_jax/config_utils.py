@@ -144,11 +144,11 @@ def parse_preset(
 
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-CONFIG_FILES = ('search.py', 'train.py', 'probe.py')
+CONFIG_FILES = ('search.py', 'train.py', 'probe.py', 'reproduce.py')
 
 
 def packaged_config(name: str) -> pathlib.Path:
-  """The config file `name` ('search.py', 'train.py' or 'probe.py') shipped with the package.
+  """The config file `name` (one of `CONFIG_FILES`) shipped with the package.
 
   An installed package holds them as `unreal_nas_jax/configs/` (setup.py maps the repository's
   `configs/` there); a source checkout reads `configs/` beside the package.
@@ -173,7 +173,8 @@ def resolve_config_spec(spec: str, default_file: str = 'search.py') -> str:
     return f'{packaged_config(name)}{sep}{arg}'
   raise ConfigError(
     f'config file {path!r} does not exist; use a file path, configs/search.py:<preset>, '
-    'configs/train.py:<preset>, configs/probe.py:<preset> or a bare preset such as rlrn,quick'
+    'configs/train.py:<preset>, configs/probe.py:<preset>, configs/reproduce.py:<scale> or a '
+    'bare preset such as rlrn,quick'
   )
 
 

@@ -7,6 +7,7 @@
   unreal-nas train --config=configs/train.py:cifar10[,quick,fake_data] --config.genotype=... --workdir=DIR
   unreal-nas eval --workdir=DIR
   unreal-nas probe --config=configs/probe.py:rlrn[,quick] --workdir=DIR
+  unreal-nas reproduce --config=configs/reproduce.py:paper|quick --workdir=DIR [--plan|--table-only]
 
 Flags are parsed with absl and ml_collections (`lock_config`: an unknown `--config.x` is an
 error). Every user error ends in one line on stderr, `unreal-nas <command>: error: ...`, and exit
@@ -21,10 +22,17 @@ import sys
 from collections.abc import Callable, Sequence
 
 from absl import flags
-from ml_collections import config_flags
 
-from unreal_nas_jax.cli import analysis
-from unreal_nas_jax.cli.flags import HelpRequested, UsageError, one_line, parse_flags
+from unreal_nas_jax.cli import analysis, reproduce
+from unreal_nas_jax.cli.flags import (
+  DEFAULT_COMPILE_CACHE,
+  HelpRequested,
+  UsageError,
+  define_common,
+  enable_compile_cache,
+  one_line,
+  parse_flags,
+)
 
 USAGE = """usage: unreal-nas <command> [flags]
 
@@ -40,59 +48,17 @@ commands:
   probe    train fixed architectures (random, published or files) from scratch on a search
            dataset, recording their curves: --config=configs/probe.py:<dataset> --workdir=DIR
   plot     figures of search runs (skip connections, alphas, loss) or of a class-count sweep
+  reproduce  the paper's Table 2: every search, retraining and evaluation in order, resumable;
+           --plan prints the commands and their device time, --table-only the table so far
 
 `unreal-nas <command> --help` lists the flags of a command."""
-
-
-DEFAULT_COMPILE_CACHE = (
-  os.environ.get('UNREAL_NAS_COMPILE_CACHE')
-  or os.environ.get('JAX_COMPILATION_CACHE_DIR')
-  or os.path.join('~', '.cache', 'unreal_nas_jax', 'xla')
-)
-
-
-def _define_common(
-  fv: flags.FlagValues, config_required: bool, default_config: str | None, compile_cache: str
-):
-  config_flags.DEFINE_config_file(
-    'config',
-    default=default_config,
-    help_string='Config file and preset, e.g. configs/search.py:rlrn,quick; '
-    'override any field with --config.<field>=<value>.',
-    lock_config=True,
-    flag_values=fv,
-  )
-  if config_required:
-    flags.mark_flag_as_required('config', flag_values=fv)
-  flags.DEFINE_string(
-    'compile_cache',
-    compile_cache,
-    'Directory of the persistent XLA compilation cache (a rerun or resume of the same shapes '
-    'skips compiling); empty disables it.',
-    flag_values=fv,
-  )
-
-
-def _enable_compile_cache(directory: str) -> None:
-  if not directory:
-    return
-  import jax  # keep --help fast
-
-  directory = os.path.expanduser(directory)
-  try:
-    os.makedirs(directory, exist_ok=True)
-  except OSError as e:
-    raise UsageError(f'--compile_cache {directory!r} is not writable: {e.strerror or e}') from None
-  jax.config.update('jax_compilation_cache_dir', directory)
-  # The supernet's steps take seconds to minutes to compile; smaller programs are not worth a file.
-  jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
 
 
 def _workdir_command(argv: Sequence[str]):
   """Parses --config, --workdir and --compile_cache of `search` and `train`; joins a multi-host
   run. Returns (config, workdir)."""
   fv = flags.FlagValues()
-  _define_common(fv, config_required=True, default_config=None, compile_cache=DEFAULT_COMPILE_CACHE)
+  define_common(fv, config_required=True, default_config=None, compile_cache=DEFAULT_COMPILE_CACHE)
   flags.DEFINE_string(
     'workdir',
     None,
@@ -102,7 +68,7 @@ def _workdir_command(argv: Sequence[str]):
   )
   parse_flags(fv, argv)
   config = _load_config(fv)
-  _enable_compile_cache(fv.compile_cache)
+  enable_compile_cache(fv.compile_cache)
   from unreal_nas_jax import parallel  # keep --help fast
 
   parallel.maybe_initialize_distributed()
@@ -141,7 +107,7 @@ def probe_command(argv: Sequence[str]) -> int:
 def bench_command(argv: Sequence[str]) -> int:
   fv = flags.FlagValues()
   # No cache by default: bench reports compile seconds, which a cache hit would hide.
-  _define_common(fv, config_required=False, default_config=None, compile_cache='')
+  define_common(fv, config_required=False, default_config=None, compile_cache='')
   flags.DEFINE_integer('steps', 5, 'Timed steps per case (after compilation).', flag_values=fv)
   flags.DEFINE_list('orders', ['1', '2'], 'Architecture-gradient orders to time.', flag_values=fv)
   flags.DEFINE_list(
@@ -176,7 +142,7 @@ def bench_command(argv: Sequence[str]) -> int:
 
     targets.parse_target(fv.target)
     targets.prepare_environment()
-  _enable_compile_cache(fv.compile_cache)
+  enable_compile_cache(fv.compile_cache)
   from unreal_nas_jax import bench
 
   config = _load_config(fv) if fv['config'].present or fv.config is not None else None
@@ -194,7 +160,7 @@ def data_command(argv: Sequence[str]) -> int:
     given = repr(argv[1]) if len(argv) >= 2 else 'nothing'
     raise UsageError(f'unreal-nas data needs an action, got {given}; allowed: {", ".join(actions)}')
   fv = flags.FlagValues()
-  _define_common(fv, config_required=True, default_config=None, compile_cache='')
+  define_common(fv, config_required=True, default_config=None, compile_cache='')
   flags.DEFINE_string(
     'out', None, 'Image file to write (.png, .svg, .pdf or .jpg).', flag_values=fv
   )
@@ -235,7 +201,7 @@ def eval_command(argv: Sequence[str]) -> int:
     'compile_cache', DEFAULT_COMPILE_CACHE, 'Persistent XLA cache directory.', flag_values=fv
   )
   parse_flags(fv, argv)
-  _enable_compile_cache(fv.compile_cache)
+  enable_compile_cache(fv.compile_cache)
   from unreal_nas_jax.train.retrain import run_eval
 
   print(json.dumps(run_eval(os.path.expanduser(fv.workdir))), flush=True)
@@ -302,6 +268,7 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
   'probe': probe_command,
   'analyze': analysis.analyze_command,
   'plot': analysis.plot_command,
+  'reproduce': reproduce.reproduce_command,
 }
 
 
