@@ -86,6 +86,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # (depthwise then pointwise convolutions), 'dense' (one dense convolution each, branches after
   # the pixels), 'auto' (separable on CPU, dense on GPU and TPU).
   config.model.edge_form = 'auto'
+  # The cells' activations: 'float32', or 'bfloat16' (GPU/TPU: half the memory traffic; weights,
+  # alphas, optimizer states and BatchNorm statistics stay float32).
+  config.model.compute_dtype = 'float32'
 
   config.search = ml_collections.ConfigDict()
   config.search.method = 'darts'  # 'darts' | 'sgas' | 'pc_darts'

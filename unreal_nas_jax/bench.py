@@ -149,7 +149,7 @@ def _compile_for_target(
     try:
       compiled = lowered.compile()
     except Exception as e:  # noqa: BLE001 - only the compiler's out-of-memory refusal is a result
-      analysis = targets.out_of_memory(e)
+      analysis = targets.out_of_memory(e, target)
       if analysis is None:
         raise
     else:

@@ -41,7 +41,9 @@ class Chip:
   Attributes:
     name: the name in a target ('v5e', 'h100').
     platform: 'tpu' or 'gpu'.
-    memory_gb: device memory per chip (HBM), GB (1e9 bytes).
+    memory_gb: device memory per chip (HBM), GB (1e9 bytes): the TPU's 16/32/95 GiB, the GPU
+      description's `device_memory_size`. A TPU program that needs more does not compile (the
+      record then has the compiler's `needed_gb` and `available_gb`).
     hbm_gb_per_s: its bandwidth, GB/s.
     bf16_tflops: dense bfloat16 matrix peak, TFLOP/s.
     f32_tflops: what a float32 matrix product peaks at under JAX's default precision there: on a
@@ -65,15 +67,15 @@ class Chip:
 CHIPS = {
   chip.name: chip
   for chip in (
-    Chip('v5e', 'tpu', 16.0, 819.0, 197.0, 197.0, topology='v5e',
-         figures='Cloud TPU v5e: 197 TFLOP/s bf16, 16 GB HBM2 at 819 GB/s per chip'),
-    Chip('v6e', 'tpu', 32.0, 1640.0, 918.0, 918.0, topology='v6e',
-         figures='Cloud TPU v6e (Trillium): 918 TFLOP/s bf16, 32 GB HBM at 1,640 GB/s per chip'),
-    Chip('v5p', 'tpu', 95.0, 2765.0, 459.0, 459.0, topology='v5p',
-         figures='Cloud TPU v5p: 459 TFLOP/s bf16, 95 GB HBM2e at 2,765 GB/s per chip'),
-    Chip('h100', 'gpu', 80.0, 3350.0, 989.0, 494.0, description='h100_sxm.txtpb',
+    Chip('v5e', 'tpu', 17.18, 819.0, 197.0, 197.0, topology='v5e',
+         figures='Cloud TPU v5e: 197 TFLOP/s bf16, 16 GiB HBM2 at 819 GB/s per chip'),
+    Chip('v6e', 'tpu', 34.36, 1640.0, 918.0, 918.0, topology='v6e',
+         figures='Cloud TPU v6e (Trillium): 918 TFLOP/s bf16, 32 GiB HBM at 1,640 GB/s per chip'),
+    Chip('v5p', 'tpu', 102.0, 2765.0, 459.0, 459.0, topology='v5p',
+         figures='Cloud TPU v5p: 459 TFLOP/s bf16, 95 GiB HBM2e at 2,765 GB/s per chip'),
+    Chip('h100', 'gpu', 84.98, 3350.0, 989.0, 494.0, description='h100_sxm.txtpb',
          figures='H100 SXM: 989 TFLOP/s dense bf16, 494 dense TF32, 80 GB HBM3 at 3.35 TB/s'),
-    Chip('h200', 'gpu', 141.0, 4800.0, 989.0, 494.0, description='h200_sxm.txtpb',
+    Chip('h200', 'gpu', 150.75, 4800.0, 989.0, 494.0, description='h200_sxm.txtpb',
          figures='H200 SXM: 989 TFLOP/s dense bf16, 494 dense TF32, 141 GB HBM3e at 4.8 TB/s'),
   )
 }  # fmt: skip
@@ -222,23 +224,35 @@ def peak_tflops(chip: Chip, compute_dtype: str) -> float:
   return chip.bf16_tflops if compute_dtype == 'bfloat16' else chip.f32_tflops
 
 
-_HBM_NEEDED = re.compile(r'Used ([0-9.]+)([KMGT])? of ([0-9.]+)([KMGT])? hbm', re.IGNORECASE)
+# The TPU compiler's refusals: "... required for HLO temporaries (23.88G) exceeds available HBM
+# (15.75G)" or "Used 20.5G of 15.48G hbm" (binary units).
+_HBM_NEEDED = (
+  re.compile(r'\(([0-9.]+)([KMGT])?\) exceeds available HBM \(([0-9.]+)([KMGT])?\)', re.I),
+  re.compile(r'Used ([0-9.]+)([KMGT])? of ([0-9.]+)([KMGT])? hbm', re.I),
+)
 
 
 def _gb(value: str, unit: str | None) -> float:
-  scale = {'K': 2**10, 'M': 2**20, 'G': 2**30, 'T': 2**40}.get(unit or '', 1)
+  scale = {'K': 2**10, 'M': 2**20, 'G': 2**30, 'T': 2**40}.get((unit or '').upper(), 1)
   return float(value) * scale / 1e9
 
 
-def out_of_memory(error: Exception) -> dict[str, Any] | None:
+def out_of_memory(error: Exception, target: Target) -> dict[str, Any] | None:
   """The record of a compile the compiler refused for lack of device memory, else None."""
   text = str(error)
   if 'RESOURCE_EXHAUSTED' not in text and 'out of memory' not in text.lower():
     return None
-  found = _HBM_NEEDED.search(text)
-  record: dict[str, Any] = {'fits': False, 'compile_error': text.strip().splitlines()[0][:300]}
-  if found:
-    record['needed_gb'] = round(_gb(found.group(1), found.group(2)), 2)
+  record: dict[str, Any] = {
+    'fits': False,
+    'chip_memory_gb': target.chip.memory_gb,
+    'compile_error': text.strip().splitlines()[0][:300],
+  }
+  for pattern in _HBM_NEEDED:
+    found = pattern.search(text)
+    if found:
+      record['needed_gb'] = round(_gb(found.group(1), found.group(2)), 2)
+      record['available_gb'] = round(_gb(found.group(3), found.group(4)), 2)
+      break
   return record
 
 
@@ -273,9 +287,9 @@ def analyse(compiled, target: Target, compute_dtype: str = 'float32') -> dict[st
     compute_ms = flops / (tflops * 1e12) * 1e3
     memory_ms = nbytes / (chip.hbm_gb_per_s * 1e9) * 1e3
     record.update(
-      roofline_ms=round(max(compute_ms, memory_ms), 2),
+      roofline_ms=round(max(compute_ms, memory_ms), 3),
       compute_bound_ms=round(compute_ms, 3),
-      memory_bound_ms=round(memory_ms, 2),
+      memory_bound_ms=round(memory_ms, 3),
       bound_by='memory' if memory_ms >= compute_ms else 'compute',
       peak_tflops=tflops,
       hbm_gb_per_s=chip.hbm_gb_per_s,

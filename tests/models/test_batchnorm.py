@@ -60,3 +60,31 @@ def test_branch_dims_are_independent_batchnorms():
         np.testing.assert_allclose(
           updates['batch_stats'][key][s, m], alone_updates['batch_stats'][key], rtol=1e-6
         )
+
+
+def test_shifted_one_pass_moments_keep_float32_precision_with_a_large_mean():
+  # One read of x (the dense supernet form's BatchNorms) without the one-pass form's cancellation.
+  x = 3000.0 + jax.random.normal(jax.random.PRNGKey(0), (8, 4, 4, 3))
+  truth = (np.float64(x) - np.float64(x).mean((0, 1, 2))) / np.sqrt(
+    np.float64(x).var((0, 1, 2)) + 1e-5
+  )
+  shifted, _ = _apply(BatchNorm(affine=False, moments='shifted'), x)
+  assert np.abs(np.asarray(shifted) - truth).max() < 1e-3
+
+
+def test_written_out_backward_is_the_gradient_of_the_plain_normalisation():
+  # `normalise`'s backward pass (and its own derivative, which second-order DARTS takes) against
+  # autodiff of the expression, for branch-minor statistics, float64.
+  with jax.enable_x64(True):
+    x = jax.random.normal(jax.random.PRNGKey(4), (3, 4, 4, 2, 5), jnp.float64) * 2.0 + 0.7
+    probe = jax.random.normal(jax.random.PRNGKey(5), x.shape, jnp.float64)
+
+    def loss(fused, x):
+      bn = BatchNorm(affine=False, reduce_axes=(0, 1, 2), fused_backward=fused, moments='shifted')
+      y, _ = _apply(bn, x)
+      return jnp.sum(jnp.sin(y) * probe)
+
+    for order in (jax.grad, lambda f: jax.grad(lambda x: jnp.sum(jax.grad(f)(x) ** 2))):
+      plain = order(lambda x: loss(False, x))(x)
+      fused = order(lambda x: loss(True, x))(x)
+      np.testing.assert_allclose(fused, plain, rtol=1e-10, atol=1e-12)

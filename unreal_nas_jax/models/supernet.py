@@ -456,6 +456,8 @@ class SearchNetwork(nn.Module):
     partial_channels: K of PC-DARTS (1/K of each edge's channels go through the ops); 1 is DARTS.
     edge_form: how a cell's edges are computed, 'separable' or 'dense' (`SearchCell`).
     bn_moments: how the dense form's BatchNorms compute batch statistics (`batch_moments`).
+    compute_dtype: the cells' activations ('float32' or 'bfloat16'); weights, the stem, the
+      classifier and BatchNorm statistics stay float32 (each kernel is cast where it is used).
   """
 
   num_classes: int
@@ -468,6 +470,7 @@ class SearchNetwork(nn.Module):
   partial_channels: int = 1
   edge_form: str = 'separable'
   bn_moments: str = 'two_pass'
+  compute_dtype: str = 'float32'
 
   @nn.compact
   def __call__(
@@ -475,7 +478,7 @@ class SearchNetwork(nn.Module):
   ) -> jax.Array:
     c = self.channels
     x = Conv(self.stem_multiplier * c, (3, 3), padding=(1, 1), name='stem_conv')(images)
-    s0 = s1 = BatchNorm(affine=True, name='stem_bn')(x, train)
+    s0 = s1 = BatchNorm(affine=True, name='stem_bn')(x, train).astype(self.compute_dtype)
     reductions = reduction_indices(self.layers)
     reduction_prev = False
     for i in range(self.layers):

@@ -140,6 +140,8 @@ def build_search(
     stem_multiplier=m.stem_multiplier,
     depthwise_impl=resolve_depthwise_impl(m.depthwise_impl, platform=platform),
     edge_form=resolve_edge_form(m.edge_form, platform),
+    bn_moments='shifted',
+    compute_dtype=m.compute_dtype,
     partial_channels=config.search.partial_channels if config.search.method == 'pc_darts' else 1,
   )
   n, shared = config.search.num_seeds, config.search.seeds_share_data

@@ -90,6 +90,7 @@ def validate_search_config(config: ml_collections.ConfigDict) -> None:
   require_range(config, 'model.stem_multiplier', 1, integer=True)
   require_choice(config, 'model.depthwise_impl', ('auto', *DEPTHWISE_IMPLS))
   require_choice(config, 'model.edge_form', ('auto', *EDGE_FORMS))
+  require_choice(config, 'model.compute_dtype', ('float32', 'bfloat16'))
   downsample = 2 ** len(reduction_indices(config.model.layers))
   require_range(config, 'data.image_size', downsample, integer=True)
   require(
