@@ -4,6 +4,9 @@
 #   launch/gpu_check.sh [OUT_FILE]          (default: gpu_check.jsonl, or $OUT/gpu_check.jsonl)
 #
 # In order, each part under its own time limit, every record tagged with the device:
+#   0. the deviceless compile of the same programs for this GPU's description (`unreal-nas bench
+#      --target=gpu:h100|h200`: compile seconds, device memory, bytes and the roofline bound), so
+#      the real run below can be compared with what was predicted without a GPU;
 #   1. the device, JAX's version, and how long a trivial jit and a small conv net take to compile
 #      and run (on some GPU/toolchain pairs every first XLA compile is slow; this tells that
 #      apart from the size of our programs);
@@ -59,6 +62,16 @@ run_part() {  # run_part NAME SECONDS COMMAND...: the command's JSON lines becom
 }
 
 device=$(timeout 120 python3 -c 'import jax; d = jax.devices()[0]; print(f"{d.device_kind} x{jax.device_count()} ({d.platform})")' 2> /dev/null || echo unknown)
+
+# 0. The same programs compiled without the device, for this GPU's description.
+case "$device" in
+  *H200*) target=gpu:h200 ;;
+  *H100*) target=gpu:h100 ;;
+  *) target= ;;
+esac
+if [[ -n $target ]]; then
+  run_part deviceless_compile 150 $cli bench --target=$target --cases=paper,train_cifar --orders=1
+fi
 
 # 1. The device and the cost of a first compile.
 run_part first_compile 60 python3 - <<'EOF'
