@@ -478,7 +478,9 @@ class SearchNetwork(nn.Module):
   ) -> jax.Array:
     c = self.channels
     x = Conv(self.stem_multiplier * c, (3, 3), padding=(1, 1), name='stem_conv')(images)
-    s0 = s1 = BatchNorm(affine=True, name='stem_bn')(x, train).astype(self.compute_dtype)
+    s0 = s1 = BatchNorm(affine=True, name='stem_bn')(x, train)
+    if self.compute_dtype != 'float32':  # float32 keeps the input's precision (float64 in tests)
+      s0 = s1 = s0.astype(self.compute_dtype)
     reductions = reduction_indices(self.layers)
     reduction_prev = False
     for i in range(self.layers):
