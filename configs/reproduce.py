@@ -9,8 +9,8 @@ Scales:
          N-seed search; every found cell retrained on each retraining set with the preset's
          network and schedule (C=36, 20 cells, batch 96, 500 epochs), then evaluated on the test
          split. Years of CPU time: `--plan` says what it costs on the machine at hand.
-  quick  the same phases at CPU size, to see the whole pipeline work (README, Reproduce the
-         paper): the `quick` search and retraining presets made smaller still. Its numbers say
+  quick  the same phases at CPU size, to see the whole pipeline work (docs/reproduce.md):
+         the `quick` search and retraining presets made smaller still. Its numbers say
          nothing about the paper's.
 
 Fields:
@@ -43,7 +43,7 @@ PAPER_ROWS = 'darts_rlrd,darts_rlgd,darts_rlrn,darts_cifar10,sgas_rlgd'
 
 # The quick scale on top of the `quick` presets: sized so that the whole default reproduction
 # (5 searches of 3 seeds, 30 retrainings and evaluations) runs in minutes on a 2-core CPU, where
-# compiling its programs is most of the time (README, Reproduce the paper).
+# compiling its programs is most of the time (docs/reproduce.md).
 # Searches: C=4, 3 cells of 2 nodes (not DARTS's 4: the programs compile about 40% faster), 8x8
 # images, 128 examples, 4 epochs (SGAS: an edge decided after each), one compiled step (no
 # warm-up). Retraining: C=4, 3 cells, one epoch of 128 images, evaluated once on 128 test images,

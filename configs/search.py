@@ -22,7 +22,7 @@ Modifiers (after the preset, in any order):
   quick  a CPU-sized run of the same preset: C=8, 3 cells, 16x16 images, 512 examples, batch 32,
          1 warm-up + 3 search epochs (cifar: 4 search epochs), rlgd with 10 fractal categories;
          with sgas, a decision after each of 8 search epochs at one batch size.
-         Sized for a few minutes on a CPU (README, Speed).
+         Sized for a few minutes on a CPU (docs/speed.md).
 
 Every field can be overridden, e.g. `--config.search.order=2 --config.data.num_classes=100`; the
 paper's class-count ablation is a loop over --config.data.num_classes.
@@ -81,7 +81,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.steps = 4  # intermediate nodes per cell
   config.model.multiplier = 4  # nodes concatenated into the cell output
   config.model.stem_multiplier = 3
-  config.model.depthwise_impl = 'auto'  # 'auto' | 'xla' | 'shift' (ops/depthwise.py)
+  config.model.depthwise_impl = 'auto'  # 'auto' | 'native' | 'xla' | 'shift' (ops/depthwise.py)
   # How a cell's edges are computed (models/supernet.py; the same mathematics): 'separable'
   # (depthwise then pointwise convolutions), 'dense' (one dense convolution each, branches after
   # the pixels), 'auto' (separable on CPU, dense on GPU and TPU).
@@ -108,7 +108,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.search.alpha_init_scale = 1e-3
   config.search.num_seeds = 1  # N independent searches (seeds seed..seed+N-1) in one program
   config.search.seeds_share_data = True  # False: seed k searches on data_seed + k
-  config.search.seeds_program = 'auto'  # 'vmap' | 'map' (a loop in the program) | 'auto'
+  config.search.seeds_program = 'auto'  # 'vmap' | 'map' (a loop in the program) | 'loop' | 'auto'
 
   config.optim = ml_collections.ConfigDict()
   config.optim.lr = 0.025  # weight SGD, cosine over warm-up + search epochs

@@ -1,5 +1,5 @@
 """Seconds per step per architecture of the probe programs (vmap, map, loop, one alone), round-robin
-in one process; the measurement behind the README (Reproducing the paper.s analyses). Usage (from the repository root):
+in one process; the measurement behind docs/analyses.md. Usage (from the repository root):
   PYTHONPATH=. JAX_PLATFORMS=cpu python launch/probe_cost.py K ROUNDS STEPS   # e.g. 4 3 6
 """
 

@@ -1,6 +1,6 @@
 """Reading run directories for the analyses: search, training and probe runs.
 
-A search or training run (README, "What a search writes") is `DIR/config.json` and
+A search or training run (docs/search.md, "What a search writes") is `DIR/config.json` and
 `DIR/metrics.jsonl`, one JSON object per epoch; an N-seed search keeps its per-seed
 `metrics.jsonl` in `DIR/seed_<k>/`. A probe run (fixed architectures trained from scratch, the
 paper's difficulty and ranking measurements) is `DIR/config.json`, `DIR/architectures.json` and
