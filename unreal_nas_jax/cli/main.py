@@ -311,7 +311,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry_point() -> None:
-  sys.exit(main())
+  """The `unreal-nas` console script. Output piped into a reader that stops early
+  (`unreal-nas genotype --help | head -1`) ends the command quietly with exit status 1 instead of
+  a BrokenPipeError traceback (the Python docs' note on SIGPIPE, `signal` module)."""
+  try:
+    status = main()
+    sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's flush at exit
+  except BrokenPipeError:
+    # Python flushes stdout again at exit: point it at devnull so that flush cannot fail too.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    status = 1
+  sys.exit(status)
 
 
 if __name__ == '__main__':
