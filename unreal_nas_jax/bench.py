@@ -198,10 +198,11 @@ def time_search_step(
       target=target,
       mesh=mesh,
       timer=timer,
-      compute_dtype='float32',
+      compute_dtype=config.model.compute_dtype,
     )
     return {**header, **_seeds_field(setup), 'batch': batch, **record, **sizes,
-            'depthwise_impl': setup.model.depthwise_impl}  # fmt: skip
+            'depthwise_impl': setup.model.depthwise_impl, 'edge_form': setup.model.edge_form,
+            'compute_dtype': config.model.compute_dtype}  # fmt: skip
   with timer('build data', config.data.name):
     setup = search_setup.build_search(config)
     jax.block_until_ready(setup.data)

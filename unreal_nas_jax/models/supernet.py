@@ -97,10 +97,12 @@ EDGE_FORMS = ('separable', 'dense')
 
 
 def resolve_edge_form(form: str, platform: str) -> str:
-  """'auto' is 'separable' on the CPU (few flops; compiled depthwise kernels) and 'dense' on GPU
-  and TPU (a third of the memory traffic and fewer, larger operations)."""
+  """'auto' is 'dense' on GPU (fewer, larger operations and less memory traffic in the H100/H200
+  compiles) and 'separable' elsewhere: on the CPU it has the fewest flops and the compiled
+  depthwise kernels; on the TPU the dense form's 5- and 6-dimensional tensors compile 4x slower and
+  move more bytes (docs/speed.md has the deviceless compiles of both)."""
   if form == 'auto':
-    return 'separable' if platform == 'cpu' else 'dense'
+    return 'dense' if platform == 'gpu' else 'separable'
   return form
 
 
