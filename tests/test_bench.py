@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from tests.conftest import tiny_search_config
+from tests.testing import tiny_search_config
 from unreal_nas_jax import bench, timing
 from unreal_nas_jax.config_utils import ConfigError, load_config
 from unreal_nas_jax.search import darts
@@ -44,7 +44,7 @@ def test_bad_cases_and_orders(config, cases, orders, message):
 
 
 def test_train_config_times_its_retraining_step():
-  from tests.train.test_retrain import tiny_train_config
+  from tests.testing import tiny_train_config
 
   (record,) = bench.run_bench(tiny_train_config(), steps=1)
   assert record['case'] == 'config' and record['network'] == 'cifar10'

@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from tests.conftest import tiny_search_config
+from tests.testing import tiny_search_config
 from unreal_nas_jax import optim
 from unreal_nas_jax.search import darts
 from unreal_nas_jax.search import setup as search_setup
