@@ -1,7 +1,9 @@
-"""Shared test settings: CPU, a persistent compilation cache, tiny configs."""
+"""The test processes' set-up before JAX starts (CPU, fast compiles, a persistent compile cache),
+and the runs several test modules read, made once per test process."""
 
 import os
-import pathlib
+
+from tests.testing import CACHE_DIR, tiny_search_config, tiny_train_config
 
 # Before JAX starts: CPU only, and keep TensorFlow (tfds) off any accelerator.
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
@@ -10,51 +12,61 @@ os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 FAST_COMPILE_FLAGS = '--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true'
 os.environ['XLA_FLAGS'] = f'{os.environ.get("XLA_FLAGS", "")} {FAST_COMPILE_FLAGS}'.strip()
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-CACHE_DIR = os.environ.setdefault(
-  'JAX_COMPILATION_CACHE_DIR', str(pathlib.Path(__file__).resolve().parents[1] / '.jax_cache')
-)
+os.environ['JAX_COMPILATION_CACHE_DIR'] = CACHE_DIR  # the CLI runs the tests start use it too
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
-
-from unreal_nas_jax.config_utils import load_config  # noqa: E402
 
 jax.config.update('jax_compilation_cache_dir', CACHE_DIR)
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
 jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
 
 
-# The sizes of every tiny search-space config (search, probe): C=4, 3 cells of 2 nodes, 8x8 images.
-TINY_SIZES = {
-  'data__num_examples': 32,
-  'data__num_classes': 10,
-  'data__image_size': 8,
-  'model__channels': 4,
-  'model__layers': 3,
-  'model__steps': 2,
-  'model__multiplier': 2,
-}
+# Finished runs that tests read (and copy before changing): (config, workdir, summary).
 
 
-def tiny_search_config(**overrides):
-  """A search config that compiles and runs in seconds: C=4, 3 cells, 8x8, 32 examples."""
-  config = load_config('configs/search.py:rlrn,quick')
-  fields = {**TINY_SIZES, 'search__batch_size': 8, 'search__warmup_epochs': 1}
-  fields.update({'search__epochs': 2, 'log__progress': 'none'})
-  return apply_overrides(config, {**fields, **overrides})
+@pytest.fixture(scope='session')
+def search_run(tmp_path_factory):
+  """The tiny search (`testing.TINY_SEARCH`): a warm-up epoch and two search epochs."""
+  from unreal_nas_jax.train import search_loop
+
+  config = tiny_search_config()
+  workdir = tmp_path_factory.mktemp('search')
+  return config, workdir, search_loop.run_search(config, str(workdir))
 
 
-def apply_overrides(config, overrides):
-  """Sets `a__b=value` keyword overrides (config.a.b = value) on a ConfigDict; returns it."""
-  for dotted, value in overrides.items():
-    node = config
-    *parents, leaf = dotted.split('__')
-    for part in parents:
-      node = node[part]
-    node[leaf] = value
-  return config
+@pytest.fixture(scope='session')
+def sgas_run(tmp_path_factory):
+  """SGAS deciding an edge after each of 3 search epochs, its batch growing 8 -> 12 -> 16."""
+  from unreal_nas_jax.train import search_loop
+
+  config = tiny_search_config(
+    search__method='sgas',
+    search__epochs=3,
+    search__sgas_decision_start=0,
+    search__sgas_decision_every=1,
+    search__sgas_batch_increase=4,
+    data__num_examples=48,
+  )
+  workdir = tmp_path_factory.mktemp('sgas')
+  return config, workdir, search_loop.run_search(config, str(workdir))
 
 
-@pytest.fixture
-def tiny_config():
-  return tiny_search_config()
+@pytest.fixture(scope='session')
+def seeds_run(tmp_path_factory):
+  """The tiny search with 2 seeds."""
+  from unreal_nas_jax.train import search_loop
+
+  config = tiny_search_config(search__num_seeds=2)
+  workdir = tmp_path_factory.mktemp('seeds')
+  return config, workdir, search_loop.run_search(config, str(workdir))
+
+
+@pytest.fixture(scope='session')
+def train_run(tmp_path_factory):
+  """The tiny retraining (`testing.TINY_TRAIN`): DARTS_V2 on fake CIFAR-10, two epochs."""
+  from unreal_nas_jax.train import retrain
+
+  config = tiny_train_config()
+  workdir = tmp_path_factory.mktemp('train')
+  return config, workdir, retrain.run_train(config, str(workdir))

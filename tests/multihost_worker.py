@@ -22,8 +22,7 @@ if num_processes > 1:
   jax.distributed.initialize(f'localhost:{port}', num_processes, process_id)
 assert jax.device_count() == 2, jax.devices()
 
-from tests.conftest import tiny_search_config  # noqa: E402
-from tests.train.test_retrain import tiny_train_config  # noqa: E402
+from tests.testing import tiny_search_config, tiny_train_config  # noqa: E402
 from unreal_nas_jax.train import retrain, search_loop  # noqa: E402
 
 progress = os.environ.get('WORKER_PROGRESS', 'none')
@@ -34,6 +33,7 @@ for job in sys.argv[4:]:
   if 'search' in what:
     states['search'] = search_loop.run_search(
       tiny_search_config(
+        search__warmup_epochs=0,  # the search step holds the warm-up's weight step
         search__epochs=int(epochs),
         data__num_examples=16,
         model__steps=1,

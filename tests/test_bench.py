@@ -2,13 +2,28 @@
 
 import sys
 
+import jax
 import pytest
+from jax.experimental.compilation_cache import compilation_cache
 
-from tests.conftest import tiny_search_config
+from tests.testing import tiny_search_config, tiny_train_config
 from unreal_nas_jax import bench, timing
 from unreal_nas_jax.config_utils import ConfigError, load_config
 from unreal_nas_jax.search import darts
 from unreal_nas_jax.search import setup as search_setup
+
+
+@pytest.fixture(autouse=True, scope='module')
+def own_compile_cache(tmp_path_factory):
+  """The records' compile times are this module's own compiles: its programs go to an empty
+  persistent compile cache of its own, not to the one the other tests fill (and may have filled
+  with the same programs)."""
+  shared = jax.config.jax_compilation_cache_dir
+  jax.config.update('jax_compilation_cache_dir', str(tmp_path_factory.mktemp('bench_cache')))
+  compilation_cache.reset_cache()
+  yield
+  jax.config.update('jax_compilation_cache_dir', shared)
+  compilation_cache.reset_cache()
 
 
 def test_data_records_of_noise_and_fractals():
@@ -44,8 +59,6 @@ def test_bad_cases_and_orders(config, cases, orders, message):
 
 
 def test_train_config_times_its_retraining_step():
-  from tests.train.test_retrain import tiny_train_config
-
   (record,) = bench.run_bench(tiny_train_config(), steps=1)
   assert record['case'] == 'config' and record['network'] == 'cifar10'
   assert record['images_per_s'] > 0 and record['batch'] == 8 and record['layers'] == 3
@@ -67,9 +80,10 @@ def test_search_step_record_has_its_phases_and_program_size():
 
 
 def test_seeds_record_compares_one_program_with_sequential_steps():
-  # The N-seed programs of tests/train/test_seeds.py (one dataset per seed), so that whichever
-  # runs second finds them in the persistent compile cache.
-  config = tiny_search_config(search__num_seeds=2, search__seeds_share_data=False)
+  # One node per cell: the three programs (one seed, vmap, map) compile in seconds on their own.
+  config = tiny_search_config(
+    search__num_seeds=2, search__seeds_share_data=False, model__steps=1, model__multiplier=1
+  )
   (record,) = bench.run_bench(config, cases=['seeds'], steps=1)
   assert record['case'] == 'seeds' and record['num_seeds'] == 2 and record['auto'] == 'loop'
   assert record['single_seed']['num_seeds'] == 1

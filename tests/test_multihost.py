@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 
-from tests.helpers import REPO, cli_env
+from tests.testing import REPO, cli_env
 
 
 def _free_port():

@@ -5,8 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.analysis.fake_runs import write_probe_run, write_search_run, write_train_run
-from tests.helpers import run_cli
+from tests.testing import run_cli, write_probe_run, write_search_run, write_train_run
 from unreal_nas_jax.cli.main import main
 
 

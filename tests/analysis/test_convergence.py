@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tests.analysis.fake_runs import write_probe_run, write_search_run
+from tests.testing import write_probe_run, write_search_run
 from unreal_nas_jax.analysis import convergence
 from unreal_nas_jax.analysis.convergence import ConvergenceRule, epochs_to_convergence
 from unreal_nas_jax.config_utils import ConfigError

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tests.analysis.fake_runs import write_search_run, write_train_run
+from tests.testing import write_search_run, write_train_run
 from unreal_nas_jax.analysis import convergence, plots, ranking, runs
 from unreal_nas_jax.config_utils import ConfigError
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from tests.analysis.fake_runs import write_probe_run
+from tests.testing import write_probe_run
 from unreal_nas_jax.analysis import ranking
 from unreal_nas_jax.config_utils import ConfigError
 

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from tests.analysis.fake_runs import write_probe_run, write_search_run, write_train_run
+from tests.testing import write_probe_run, write_search_run, write_train_run
 from unreal_nas_jax.analysis import runs
 from unreal_nas_jax.analysis.runs import NotARunError
 from unreal_nas_jax.train import probe_format

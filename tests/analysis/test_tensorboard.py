@@ -2,8 +2,7 @@
 
 import os
 
-from tests.analysis.fake_runs import write_search_run, write_train_run
-from tests.helpers import read_scalars
+from tests.testing import read_scalars, write_search_run, write_train_run
 from unreal_nas_jax.analysis.tensorboard import write_run_events
 
 

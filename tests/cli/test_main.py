@@ -2,8 +2,7 @@
 
 import pytest
 
-from tests.conftest import CACHE_DIR
-from tests.helpers import TINY_FLAGS, run_cli
+from tests.testing import CACHE_DIR, TINY_FLAGS, run_cli
 from unreal_nas_jax.cli.main import main
 
 

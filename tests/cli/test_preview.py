@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from tests.helpers import run_cli
+from tests.testing import run_cli
 from unreal_nas_jax.cli import preview
 from unreal_nas_jax.config_utils import ConfigError, load_config
 

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from tests.data.file_data import write_folder
+from tests.testing import write_folder
 from unreal_nas_jax.config_utils import ConfigError
 from unreal_nas_jax.data import pipeline, tfds_source
 from unreal_nas_jax.data.pipeline_spec import PipelineSpec

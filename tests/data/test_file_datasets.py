@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tests.data.file_data import write_chexpert, write_folder
+from tests.testing import write_chexpert, write_folder
 from unreal_nas_jax.config_utils import ConfigError
 from unreal_nas_jax.data import file_source, folder, label_csv, pipeline
 from unreal_nas_jax.data.pipeline_spec import PipelineSpec

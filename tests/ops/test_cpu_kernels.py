@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from tests.helpers import REPO, cli_env
+from tests.testing import REPO, cli_env
 from unreal_nas_jax.ops import cpu_kernels
 
 # Prints a cc1 line naming $FAKE_MARCH for the probe; otherwise runs BUILD with $out the -o file.

@@ -8,8 +8,7 @@ import os
 import pytest
 import tensorflow_datasets as tfds
 
-from tests.conftest import CACHE_DIR
-from tests.helpers import run_cli
+from tests.testing import CACHE_DIR, run_cli
 from unreal_nas_jax import targets
 from unreal_nas_jax.cli.main import main
 from unreal_nas_jax.config_utils import load_config

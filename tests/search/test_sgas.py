@@ -1,5 +1,6 @@
 """SGAS: scores against hand computation, decisions and pruning, the schedule, the batch growth,
-genotypes from decisions, no recompiles across decisions, resume, and its config checks."""
+genotypes from decisions, no recompiles across decisions, and its config checks (its resume:
+tests/train/test_resume.py)."""
 
 import json
 import math
@@ -10,8 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tests.conftest import tiny_search_config
-from tests.helpers import search_interrupted_then_resumed
+from tests.testing import tiny_search_config
 from unreal_nas_jax.config_utils import ConfigError, load_config
 from unreal_nas_jax.search import setup as search_setup
 from unreal_nas_jax.search import sgas
@@ -126,20 +126,6 @@ def test_paper_schedule_decides_after_epochs_9_to_44_and_grows_the_batch_to_128(
   assert setup.epoch_start(16) == 15 * (1024 // 64) + (1024 // 72)  # epochs 0-14, then 15
 
 
-@pytest.fixture(scope='module')
-def sgas_run(tmp_path_factory):
-  config = tiny_search_config(
-    search__method='sgas',
-    search__epochs=3,
-    search__sgas_decision_start=0,
-    search__sgas_decision_every=1,
-    search__sgas_batch_increase=4,
-    data__num_examples=48,
-  )
-  workdir = str(tmp_path_factory.mktemp('sgas'))
-  return config, workdir, search_loop.run_search(config, workdir)
-
-
 def test_sgas_search_writes_decisions_and_its_genotype(sgas_run):
   config, workdir, summary = sgas_run
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
@@ -183,17 +169,6 @@ def test_decisions_never_recompile_only_new_batches_do(sgas_run, monkeypatch, tm
   again = search_loop.run_search(flat, str(tmp_path))
   assert calls == [('warmup',), ('search',)]  # three decisions, one search program
   assert again['compiled_steps'] == ['warmup step', 'search step']
-
-
-def test_sgas_resumed_equals_uninterrupted(sgas_run, monkeypatch, tmp_path):
-  config, _, summary = sgas_run
-  # Stopped after two decisions, before the last epoch's checkpoint (at a grown batch).
-  resumed = search_interrupted_then_resumed(config, str(tmp_path), monkeypatch, epoch=3)
-  for a, b in zip(
-    jax.tree.leaves(resumed['state']), jax.tree.leaves(summary['state']), strict=True
-  ):
-    np.testing.assert_array_equal(a, b)
-  assert resumed['genotype'] == summary['genotype']
 
 
 @pytest.mark.parametrize(

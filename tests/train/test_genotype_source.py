@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.helpers import run_cli
+from tests.testing import run_cli
 from unreal_nas_jax.config_utils import ConfigError
 from unreal_nas_jax.space import genotypes, published
 from unreal_nas_jax.train.genotype_source import resolve_genotype

@@ -6,8 +6,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from tests.conftest import apply_overrides
-from tests.data.file_data import write_chexpert, write_folder
+from tests.testing import apply_overrides, write_chexpert, write_folder
 from unreal_nas_jax.config_utils import ConfigError, load_config, to_dict
 from unreal_nas_jax.train import retrain, retrain_config
 

@@ -1,4 +1,5 @@
-"""`unreal-nas probe`: random architectures, the supernet fixed to one, and the probe loop."""
+"""`unreal-nas probe`: random architectures, the supernet fixed to one, and the probe loop (its
+resume: tests/train/test_resume.py)."""
 
 import json
 
@@ -6,28 +7,16 @@ import jax
 import numpy as np
 import pytest
 
-from tests.conftest import TINY_SIZES, apply_overrides
-from tests.helpers import read_scalars
-from unreal_nas_jax import checkpointing
+from tests.testing import read_scalars, tiny_probe_config
 from unreal_nas_jax.analysis import runs
 from unreal_nas_jax.cli.main import main
-from unreal_nas_jax.config_utils import ConfigError, load_config
+from unreal_nas_jax.config_utils import ConfigError
 from unreal_nas_jax.models.supernet import SearchNetwork
 from unreal_nas_jax.search import arch
 from unreal_nas_jax.space import genotypes, published, sampling
 from unreal_nas_jax.space.genotypes import Genotype
 from unreal_nas_jax.space.primitives import PRIMITIVES, edge_list, node_edge_ranges
-from unreal_nas_jax.train import probe, startup
-
-
-def tiny_probe_config(**probe_fields):
-  """A probe that compiles and runs in seconds: C=4, 3 cells, 2 nodes, 8x8, 32 examples."""
-  config = load_config('configs/probe.py:rlrn,quick')
-  fields = {**TINY_SIZES, 'probe__batch_size': 8, 'probe__epochs': 2, 'log__progress': 'none'}
-  config = apply_overrides(config, {**fields, 'log__tensorboard': False})  # one test turns it on
-  config.probe.update(probe_fields)
-  return config
-
+from unreal_nas_jax.train import probe
 
 # Random architectures ---------------------------------------------------------------------------
 
@@ -141,28 +130,7 @@ def _curves(workdir):
   return {name: run.curve(name, 'train_loss')[1] for name in run.architectures}, run
 
 
-def _interrupt_at_step(monkeypatch, call):
-  """The compiled probe step raises KeyboardInterrupt (as a kill would) at its `call`-th call
-  (counted over the whole run: the loop asks for the compiled step every epoch)."""
-  original, calls = startup.wait_compiled, []
-
-  def wait_compiled(compiling, name):
-    fn = original(compiling, name)
-
-    def step(*args):
-      calls.append(1)
-      if len(calls) == call:
-        raise KeyboardInterrupt
-      return fn(*args)
-
-    return step
-
-  monkeypatch.setattr(startup, 'wait_compiled', wait_compiled)
-
-
-def test_k_together_equal_one_by_one_and_a_resumed_probe_equals_an_uninterrupted_one(
-  tmp_path, monkeypatch
-):
+def test_k_together_equal_one_by_one_with_events_the_analyses_read(tmp_path):
   def config(**fields):  # one node per cell: the smallest program that still has architectures
     c = tiny_probe_config(**fields)
     c.model.steps = c.model.multiplier = 1
@@ -192,26 +160,6 @@ def test_k_together_equal_one_by_one_and_a_resumed_probe_equals_an_uninterrupted
     alone_curves, _ = _curves(alone)
     np.testing.assert_allclose(alone_curves[str(path)], curves[name], rtol=2e-6)
 
-  # Architecture 0 again, killed in its second epoch after a mid-epoch checkpoint (every 3
-  # steps of 4 per epoch: steps 3, 4, 6 are saved; step 7 is where it dies), then resumed.
-  interrupted = config(architectures=paths[0])
-  interrupted.checkpoint.every_steps = 3
-  _interrupt_at_step(monkeypatch, 7)
-  resumed = tmp_path / 'resumed'
-  with pytest.raises(KeyboardInterrupt):
-    probe.run_probe(interrupted, str(resumed))
-  assert runs.read_probe_run(str(resumed)).epochs_reached() == {paths[0]: 1}
-  monkeypatch.undo()
-  final = probe.run_probe(interrupted, str(resumed))
-  got, want = [_records(d) for d in (resumed, tmp_path / 'alone0')]
-  assert got == want
-  reference, _, _ = checkpointing.restore_raw(str(tmp_path / 'alone0' / 'checkpoints'))
-  leaves = jax.tree.leaves(jax.device_get(final['state'].params))
-  ref_leaves = jax.tree.leaves(reference['params'])
-  assert len(leaves) == len(ref_leaves)
-  for a, b in zip(leaves, ref_leaves, strict=True):
-    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-
   # The analyses read the workdir unchanged.
   out = tmp_path / 'difficulty.svg'
   code = main([
@@ -219,14 +167,6 @@ def test_k_together_equal_one_by_one_and_a_resumed_probe_equals_an_uninterrupted
     '--plateau_epochs=1',
   ])  # fmt: skip
   assert code == 0 and out.exists()
-
-
-def _records(workdir):
-  with open(workdir / 'probe.jsonl') as f:
-    records = [json.loads(line) for line in f]
-  for record in records:
-    record.pop('wall_s')
-  return records
 
 
 def test_bad_probe_input_is_a_one_line_error_and_writes_nothing(tmp_path, capsys, monkeypatch):

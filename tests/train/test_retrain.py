@@ -1,44 +1,24 @@
 """Retraining: fake data and tfds mocks end to end, resume, eval, genotype checks."""
 
 import json
+import shutil
 
 import jax
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from tests.conftest import apply_overrides, tiny_search_config
-from unreal_nas_jax.config_utils import ConfigError, load_config
+from tests.testing import run_cli, tiny_train_config, train_flags
+from unreal_nas_jax.config_utils import ConfigError
 from unreal_nas_jax.data import pipeline
 from unreal_nas_jax.data.pipeline_spec import PipelineSpec
 from unreal_nas_jax.space import genotypes, published
-from unreal_nas_jax.train import retrain, search_loop
+from unreal_nas_jax.train import retrain
 from unreal_nas_jax.train.genotype_source import resolve_genotype
 
 
-def tiny_train_config(preset='cifar10', genotype='DARTS_V2', **overrides):
-  config = load_config(f'configs/train.py:{preset},quick')
-  config.genotype = genotype
-  config.model.channels = 4
-  config.model.layers = 3
-  config.train.batch_size = 8
-  config.train.epochs = 2
-  config.data.num_train_examples = 32
-  config.data.num_eval_examples = 12
-  config.data.fake_data = True
-  config.log.progress = 'none'
-  return apply_overrides(config, overrides)
-
-
-@pytest.fixture(scope='module')
-def trained(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp('train')
-  summary = retrain.run_train(tiny_train_config(), str(workdir))
-  return workdir, summary
-
-
-def test_outputs_and_metrics(trained):
-  workdir, summary = trained
+def test_outputs_and_metrics(train_run):
+  _, workdir, summary = train_run
   lines = [json.loads(x) for x in (workdir / 'metrics.jsonl').read_text().splitlines()]
   assert [r['epoch'] for r in lines] == [1, 2]
   for key in ('lr', 'drop_path', 'train_loss', 'train_acc', 'eval_top1', 'eval_top5', 'eval_loss'):
@@ -51,8 +31,8 @@ def test_outputs_and_metrics(trained):
   assert summary['record'] == lines[-1]
 
 
-def test_eval_restores_the_latest_checkpoint(trained):
-  workdir, _ = trained
+def test_eval_restores_the_latest_checkpoint(train_run):
+  _, workdir, _ = train_run
   result = retrain.run_eval(str(workdir))
   last = json.loads((workdir / 'metrics.jsonl').read_text().splitlines()[-1])
   assert result['epoch'] == 2 and result['examples'] == 12
@@ -60,13 +40,14 @@ def test_eval_restores_the_latest_checkpoint(trained):
   assert result['loss'] == pytest.approx(last['eval_loss'], rel=1e-6)
 
 
-def test_a_different_genotype_in_the_workdir_is_refused(trained, tmp_path):
+def test_a_different_genotype_in_the_workdir_is_refused(train_run, tmp_path):
+  config, finished, _ = train_run
   workdir = tmp_path / 'run'
-  retrain.run_train(tiny_train_config(train__epochs=1), str(workdir))
+  shutil.copytree(finished, workdir)
   genotypes.save_genotype(workdir / 'genotype.json', published.get_genotype('DARTS_V1'))
   before = (workdir / 'metrics.jsonl').read_text()
   with pytest.raises(ConfigError, match='trains another genotype'):
-    retrain.run_train(tiny_train_config(), str(workdir))
+    retrain.run_train(tiny_train_config(train__epochs=3), str(workdir))
   assert (workdir / 'metrics.jsonl').read_text() == before
 
 
@@ -75,9 +56,8 @@ def test_eval_of_a_workdir_without_checkpoint(tmp_path):
     retrain.run_eval(str(tmp_path))
 
 
-def test_training_a_cell_from_a_search_workdir(tmp_path):
-  search = tmp_path / 'search'
-  summary = search_loop.run_search(tiny_search_config(), str(search))
+def test_training_a_cell_from_a_search_workdir(search_run, tmp_path):
+  _, search, summary = search_run
   # The genotype is derived from the latest checkpoint's alphas, with the run's steps=2 and
   # multiplier=2 read from its config.json.
   genotype, source = resolve_genotype(str(search))
@@ -143,22 +123,15 @@ def test_imagenet_without_data_says_how_to_provide_it(tmp_path):
 
 
 def test_cli_train_then_eval_prints_one_json_line(tmp_path):
-  from tests.helpers import run_cli
-
   workdir = tmp_path / 'run'
-  flags = (
-    '--config=configs/train.py:cifar10,quick,fake_data', '--config.genotype=DARTS_V2',
-    '--config.model.channels=4', '--config.model.layers=3', '--config.train.batch_size=8',
-    '--config.train.epochs=1', '--config.data.num_train_examples=16',
-    '--config.data.num_eval_examples=8', '--config.log.progress=lines', f'--workdir={workdir}',
-  )  # fmt: skip
-  done = run_cli('train', *flags)
+  flags = train_flags(train__epochs=1)
+  done = run_cli('train', *flags, f'--workdir={workdir}')
   assert done.returncode == 0, done.stderr
   assert 'training finished after 1 epochs' in done.stdout
   evaluated = run_cli('eval', f'--workdir={workdir}')
   assert evaluated.returncode == 0, evaluated.stderr
   result = json.loads(evaluated.stdout.strip().splitlines()[-1])
   assert set(result) >= {'top1', 'top5', 'loss'} and 0 <= result['top1'] <= result['top5'] <= 1
-  unknown = run_cli('train', *flags[:1], '--config.genotype=NOPE', f'--workdir={tmp_path / "x"}')
+  unknown = run_cli('train', flags[0], '--config.genotype=NOPE', f'--workdir={tmp_path / "x"}')
   assert unknown.returncode == 2
   assert "unknown genotype 'NOPE'; known: NASNet" in unknown.stderr.strip().splitlines()[-1]

@@ -8,9 +8,13 @@ import shutil
 import pytest
 from etils.epath import gpath, testing
 
-from tests.conftest import CACHE_DIR, tiny_search_config
-from tests.helpers import read_scalars
-from tests.train.test_retrain import tiny_train_config
+from tests.testing import (
+  CACHE_DIR,
+  read_scalars,
+  tiny_search_config,
+  tiny_train_config,
+  train_flags,
+)
 from unreal_nas_jax import checkpointing
 from unreal_nas_jax.checkpointing import UNUSABLE_DIR, CheckpointError
 from unreal_nas_jax.cli.main import main
@@ -33,45 +37,38 @@ def _damage(checkpoint_dir):
   assert damaged
 
 
-@pytest.fixture(scope='module')
-def two_epoch_search(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp('search')
-  config = tiny_search_config(search__epochs=1)
-  summary = search_loop.run_search(config, str(workdir))
-  return config, workdir, summary
-
-
-def test_damaged_latest_checkpoint_falls_back_and_is_kept_aside(two_epoch_search, tmp_path, capsys):
-  config, finished, _ = two_epoch_search
+def test_damaged_latest_checkpoint_falls_back_and_is_kept_aside(search_run, tmp_path, capsys):
+  _, finished, _ = search_run
   workdir = tmp_path / 'run'
   shutil.copytree(finished, workdir)
-  assert sorted(os.listdir(workdir / 'checkpoints')) == ['4', '8']
-  _damage(workdir / 'checkpoints' / '8')
-  config = tiny_search_config(search__epochs=2)  # one more epoch than was run
+  assert sorted(os.listdir(workdir / 'checkpoints')) == ['12', '4', '8']
+  _damage(workdir / 'checkpoints' / '12')
+  config = tiny_search_config(search__epochs=3)  # one more epoch than was run
   summary = search_loop.run_search(config, str(workdir))
   err = capsys.readouterr().err
   warnings = [line for line in err.splitlines() if line.startswith('warning:')]
-  assert len(warnings) == 1 and 'checkpoint 8 cannot be restored' in warnings[0], err
-  assert f'moved to {workdir / UNUSABLE_DIR / "8"}' in warnings[0]
-  assert (workdir / UNUSABLE_DIR / '8' / 'state').is_dir()  # the user's data, kept
-  # Resumed after epoch 1 (step 4): epochs 2 and 3 ran again, and the metrics say so.
+  assert len(warnings) == 1 and 'checkpoint 12 cannot be restored' in warnings[0], err
+  assert f'moved to {workdir / UNUSABLE_DIR / "12"}' in warnings[0]
+  assert (workdir / UNUSABLE_DIR / '12' / 'state').is_dir()  # the user's data, kept
+  # Resumed after epoch 2 (step 8): epochs 3 and 4 ran again, and the metrics say so.
   records = [json.loads(line) for line in (workdir / 'metrics.jsonl').read_text().splitlines()]
-  assert [r['epoch'] for r in records] == [1, 2, 3]
-  assert sorted(os.listdir(workdir / 'checkpoints')) == ['12', '4', '8']
-  assert summary['epochs'] == 3
+  assert [r['epoch'] for r in records] == [1, 2, 3, 4]
+  assert sorted(os.listdir(workdir / 'checkpoints')) == ['12', '16', '4', '8']
+  assert summary['epochs'] == 4
 
 
-def test_no_restorable_checkpoint_is_one_line_and_moves_nothing(two_epoch_search, tmp_path):
-  config, finished, _ = two_epoch_search
+def test_no_restorable_checkpoint_is_one_line_and_moves_nothing(search_run, tmp_path):
+  _, finished, _ = search_run
   workdir = tmp_path / 'run'
   shutil.copytree(finished, workdir)
-  for step in ('4', '8'):
+  for step in ('4', '8', '12'):
     _damage(workdir / 'checkpoints' / step)
   with pytest.raises(CheckpointError) as err:
-    search_loop.run_search(tiny_search_config(search__epochs=2), str(workdir))
+    search_loop.run_search(tiny_search_config(search__epochs=3), str(workdir))
   message = str(err.value)
-  assert '\n' not in message and 'tried 8 (' in message and '; 4 (' in message
-  assert sorted(os.listdir(workdir / 'checkpoints')) == ['4', '8']
+  assert '\n' not in message and 'tried 12 (' in message and '; 8 (' in message
+  assert '; 4 (' in message
+  assert sorted(os.listdir(workdir / 'checkpoints')) == ['12', '4', '8']
   assert not (workdir / UNUSABLE_DIR).exists()
 
 
@@ -178,25 +175,21 @@ def _cli(capsys, monkeypatch, *argv):
 
 
 def test_nan_in_retraining_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch):
-  flags = (
-    '--config=configs/train.py:cifar10,quick,fake_data', '--config.genotype=DARTS_V2',
-    '--config.model.channels=4', '--config.model.layers=3', '--config.train.batch_size=8',
-    '--config.train.epochs=1', '--config.data.num_train_examples=16',
-    '--config.log.progress=none', '--config.optim.lr=1e38', '--config.optim.grad_clip=0',
-    f'--compile_cache={CACHE_DIR}',
-  )  # fmt: skip
-  status, lines, _ = _cli(capsys, monkeypatch, 'train', *flags, f'--workdir={tmp_path}')
+  flags = train_flags(train__epochs=1, log__progress='none', optim__lr=1e38, optim__grad_clip=0)
+  status, lines, _ = _cli(
+    capsys, monkeypatch, 'train', *flags, f'--workdir={tmp_path}', f'--compile_cache={CACHE_DIR}'
+  )
   assert status == 1 and len(lines) == 1, lines
   assert lines[0].startswith('unreal-nas train: error: loss became NaN or Inf in epoch 1')
   assert not [d for d in os.listdir(tmp_path / 'checkpoints') if d.isdigit()]
 
 
-def test_wrong_inputs_are_one_line_each(two_epoch_search, tmp_path, capsys, monkeypatch):
+def test_wrong_inputs_are_one_line_each(search_run, tmp_path, capsys, monkeypatch):
   status, lines, _ = _cli(
     capsys, monkeypatch, 'search', '--config=configs/nope.py', f'--workdir={tmp_path}'
   )
   assert status == 2 and len(lines) == 1 and "config file 'configs/nope.py' does not" in lines[0]
-  _, search_dir, _ = two_epoch_search
+  _, search_dir, _ = search_run
   status, lines, _ = _cli(
     capsys, monkeypatch, 'eval', f'--workdir={search_dir}', '--compile_cache='
   )

@@ -10,8 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tests.conftest import tiny_search_config
-from tests.helpers import read_scalars
+from tests.testing import read_scalars, tiny_search_config
 from unreal_nas_jax import checkpointing
 from unreal_nas_jax.config_utils import ConfigError
 from unreal_nas_jax.space.primitives import PRIMITIVES
@@ -30,16 +29,8 @@ def _snapshot(workdir):
   return digest
 
 
-@pytest.fixture(scope='module')
-def finished_run(tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp('search'))
-  config = tiny_search_config()
-  summary = search_loop.run_search(config, workdir)
-  return config, workdir, summary
-
-
-def test_outputs_are_written_every_epoch(finished_run):
-  config, workdir, summary = finished_run
+def test_outputs_are_written_every_epoch(search_run):
+  config, workdir, summary = search_run
   with open(os.path.join(workdir, 'config.json')) as f:
     assert json.load(f)['data']['num_classes'] == config.data.num_classes
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
@@ -82,9 +73,9 @@ def test_outputs_are_written_every_epoch(finished_run):
   assert sorted(int(d) for d in os.listdir(ckpt) if d.isdigit()) == [4, 8, 12]  # global steps
 
 
-def test_each_phase_compiles_once(finished_run, monkeypatch, tmp_path):
+def test_each_phase_compiles_once(search_run, monkeypatch, tmp_path):
   """Steps are compiled ahead of time, once per phase; a retrace would be an error."""
-  config, finished, summary = finished_run
+  config, finished, summary = search_run
   workdir = str(tmp_path / 'copy')
   shutil.copytree(finished, workdir)
   assert summary['compiled_phases'] == ['search', 'warmup']
@@ -104,35 +95,35 @@ def test_each_phase_compiles_once(finished_run, monkeypatch, tmp_path):
     assert [json.loads(line)['epoch'] for line in f] == [1, 2, 3, 4]
 
 
-def test_checkpoint_holds_the_final_alphas(finished_run):
-  _, workdir, summary = finished_run
+def test_checkpoint_holds_the_final_alphas(search_run):
+  _, workdir, summary = search_run
   state, record, step = checkpointing.restore_raw(os.path.join(workdir, 'checkpoints'))
   assert step == 12
   assert record == {'epoch': 3, 'step_in_epoch': 0, 'phase': 'search', 'global_step': 12}
   np.testing.assert_array_equal(state['alphas']['normal'], summary['state'].alphas['normal'])
 
 
-def test_same_config_and_seed_give_identical_bits(finished_run, tmp_path):
-  config, _, summary = finished_run
+def test_same_config_and_seed_give_identical_bits(search_run, tmp_path):
+  config, _, summary = search_run
   again = search_loop.run_search(config, str(tmp_path))
   for a, b in zip(jax.tree.leaves(again['state']), jax.tree.leaves(summary['state']), strict=True):
     np.testing.assert_array_equal(a, b)
   assert again['genotype'] == summary['genotype']
 
 
-def test_incompatible_config_is_refused_and_nothing_changes(finished_run):
-  config, workdir, _ = finished_run
+def test_incompatible_config_is_refused_and_nothing_changes(search_run):
+  config, workdir, _ = search_run
   before = _snapshot(workdir)
   other = tiny_search_config(data__num_classes=11)
   with pytest.raises(ConfigError, match=r'data\.num_classes.*saved 10, now 11'):
-    search_loop.run_search(other, workdir)
+    search_loop.run_search(other, str(workdir))
   assert _snapshot(workdir) == before
 
 
-def test_a_finished_run_rerun_does_nothing(finished_run):
-  config, workdir, _ = finished_run
+def test_a_finished_run_rerun_does_nothing(search_run):
+  config, workdir, _ = search_run
   before = _snapshot(workdir)
-  summary = search_loop.run_search(config, workdir)
+  summary = search_loop.run_search(config, str(workdir))
   assert summary['compiled_phases'] == []
   after = _snapshot(workdir)
   assert {k: v for k, v in after.items() if k != 'config.json'} == {

@@ -1,4 +1,5 @@
-"""N seeds in one program: seed k equals a single run with that seed; per-seed outputs."""
+"""N seeds in one program: seed k equals a single run with that seed; per-seed outputs (their
+resume: tests/train/test_resume.py)."""
 
 import functools
 import json
@@ -8,8 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from tests.conftest import tiny_search_config
-from tests.helpers import search_interrupted_then_resumed
+from tests.testing import tiny_search_config
 from unreal_nas_jax.config_utils import ConfigError
 from unreal_nas_jax.search import setup as search_setup
 from unreal_nas_jax.search.validate import validate_search_config
@@ -17,15 +17,10 @@ from unreal_nas_jax.train import genotype_source, search_loop
 
 
 @pytest.fixture(scope='module')
-def runs(tmp_path_factory):
-  many = search_loop.run_search(
-    tiny_search_config(search__num_seeds=2), str(tmp_path_factory.mktemp('seeds'))
-  )
-  singles = [
-    search_loop.run_search(tiny_search_config(seed=k), str(tmp_path_factory.mktemp(f'seed{k}')))
-    for k in range(2)
-  ]
-  return many, singles
+def runs(seeds_run, search_run, tmp_path_factory):
+  """The 2-seed search, and a single-seed search with each of its seeds (seed 0: the default)."""
+  seed_1 = search_loop.run_search(tiny_search_config(seed=1), str(tmp_path_factory.mktemp('seed1')))
+  return seeds_run[2], [search_run[2], seed_1]
 
 
 def test_seed_k_of_an_n_seed_run_equals_a_single_run_with_that_seed(runs):
@@ -94,14 +89,6 @@ def test_each_seed_writes_its_own_genotype_and_metrics(runs):
     genotype_source.resolve_genotype(workdir)
   geno, source = genotype_source.resolve_genotype(os.path.join(workdir, 'seed_1', 'genotype.json'))
   assert list(map(list, geno.normal)) == many['seeds'][1]['genotype']['normal']
-
-
-def test_resumed_n_seed_run_is_bit_identical(runs, tmp_path, monkeypatch):
-  many, _ = runs
-  config = tiny_search_config(search__num_seeds=2)
-  resumed = search_interrupted_then_resumed(config, str(tmp_path), monkeypatch, epoch=2)
-  for a, b in zip(jax.tree.leaves(resumed['state']), jax.tree.leaves(many['state']), strict=True):
-    np.testing.assert_array_equal(a, b)
 
 
 def test_num_seeds_below_one_is_refused():

@@ -9,8 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.analysis.fake_runs import search_records
-from tests.helpers import REPO, cli_env, read_scalars
+from tests.testing import REPO, cli_env, read_scalars, search_records
 from unreal_nas_jax.train import tensorboard
 
 
