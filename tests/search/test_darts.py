@@ -101,7 +101,7 @@ def test_finite_difference_hypergradient_matches_exact(in_float64):
 
   In float64 with a radius small enough not to cross ReLU kinks, the whole hypergradient and the
   Hessian-vector-product term on its own agree. (At the reference's radius 0.01 a tiny supernet
-  crosses many kinks, and the quotient becomes a smoothed Hessian; see the README.)
+  crosses many kinks, and the quotient becomes a smoothed Hessian; see docs/search.md.)
   """
   fns, state, train_batch, val_batch = in_float64
   with jax.enable_x64(True):
