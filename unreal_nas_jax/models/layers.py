@@ -18,6 +18,9 @@ import numpy as np
 
 from unreal_nas_jax.ops.depthwise import depthwise_conv
 
+# The dtypes a network's activations may be computed in (search and retraining), by config name.
+COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
 # PyTorch's default conv/linear init: kaiming_uniform(a=sqrt(5)) == U(+-1/sqrt(fan_in)).
 torch_default_init = nn.initializers.variance_scaling(1.0 / 3.0, 'fan_in', 'uniform')
 

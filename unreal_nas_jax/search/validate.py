@@ -14,6 +14,7 @@ from unreal_nas_jax.config_utils import (
 )
 from unreal_nas_jax.data.datasets import CIFAR_DATASETS, DATASETS
 from unreal_nas_jax.data.search_data import FRACTAL_COLOR_MODES, SEARCH_DATASETS
+from unreal_nas_jax.models.layers import COMPUTE_DTYPES
 from unreal_nas_jax.models.supernet import EDGE_FORMS
 from unreal_nas_jax.ops.depthwise import DEPTHWISE_IMPLS
 from unreal_nas_jax.search.arch import ALPHA_INITS
@@ -90,7 +91,7 @@ def validate_search_config(config: ml_collections.ConfigDict) -> None:
   require_range(config, 'model.stem_multiplier', 1, integer=True)
   require_choice(config, 'model.depthwise_impl', ('auto', *DEPTHWISE_IMPLS))
   require_choice(config, 'model.edge_form', ('auto', *EDGE_FORMS))
-  require_choice(config, 'model.compute_dtype', ('float32', 'bfloat16'))
+  require_choice(config, 'model.compute_dtype', tuple(COMPUTE_DTYPES))
   downsample = 2 ** len(reduction_indices(config.model.layers))
   require_range(config, 'data.image_size', downsample, integer=True)
   require(

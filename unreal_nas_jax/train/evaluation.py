@@ -17,8 +17,8 @@ from unreal_nas_jax import parallel
 from unreal_nas_jax.data import pipeline
 from unreal_nas_jax.data.datasets import DATASETS
 from unreal_nas_jax.models import eval_network
+from unreal_nas_jax.models.layers import COMPUTE_DTYPES
 from unreal_nas_jax.train import metrics
-from unreal_nas_jax.train.retrain_config import COMPUTE_DTYPES
 from unreal_nas_jax.train.retrain_step import StepSettings, TrainState, cast, cross_entropy, zeros
 
 

@@ -6,7 +6,6 @@ The search's checks are `search.validate`; the probe's are `train.probe`'s.
 
 from __future__ import annotations
 
-import jax.numpy as jnp
 import ml_collections
 
 from unreal_nas_jax.config_utils import (
@@ -20,12 +19,12 @@ from unreal_nas_jax.config_utils import (
 from unreal_nas_jax.data import label_csv, pipeline
 from unreal_nas_jax.data.datasets import CHEXPERT_COMPETITION_LABELS, CHEXPERT_LABELS, DATASETS
 from unreal_nas_jax.data.pipeline_spec import AUGMENTATIONS, ON_DEVICE, PipelineSpec
+from unreal_nas_jax.models.layers import COMPUTE_DTYPES
 from unreal_nas_jax.ops.depthwise import DEPTHWISE_IMPLS
 
 LR_SCHEDULES = ('cosine', 'exponential')
 REMAT = ('auto', 'cells', 'none')
 NETWORKS = ('auto', 'cifar', 'imagenet')
-COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 # Fields added with the folder and CSV datasets, for a config.json written before them (eval of an
 # older workdir): the values that reproduce the older behaviour.

@@ -17,8 +17,8 @@ import jax.numpy as jnp
 import optax
 
 from unreal_nas_jax.models import eval_network
+from unreal_nas_jax.models.layers import COMPUTE_DTYPES
 from unreal_nas_jax.train import metrics
-from unreal_nas_jax.train.retrain_config import COMPUTE_DTYPES
 
 
 @flax.struct.dataclass
