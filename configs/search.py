@@ -84,7 +84,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.depthwise_impl = 'auto'  # 'auto' | 'native' | 'xla' | 'shift' (ops/depthwise.py)
   # How a cell's edges are computed (models/supernet.py; the same mathematics): 'separable'
   # (depthwise then pointwise convolutions), 'dense' (one dense convolution each, branches after
-  # the pixels), 'auto' (separable on CPU, dense on GPU and TPU).
+  # the pixels), 'auto' (dense on GPU, separable on CPU and TPU).
   config.model.edge_form = 'auto'
   # The cells' activations: 'float32', or 'bfloat16' (GPU/TPU: half the memory traffic; weights,
   # alphas, optimizer states and BatchNorm statistics stay float32).
