@@ -126,7 +126,6 @@ def test_paper_schedule_decides_after_epochs_9_to_44_and_grows_the_batch_to_128(
   assert setup.epoch_start(16) == 15 * (1024 // 64) + (1024 // 72)  # epochs 0-14, then 15
 
 
-@pytest.mark.xdist_group('sgas_run')
 def test_sgas_search_writes_decisions_and_its_genotype(sgas_run):
   config, workdir, summary = sgas_run
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
@@ -151,7 +150,6 @@ def test_sgas_search_writes_decisions_and_its_genotype(sgas_run):
     assert json.load(f) == summary['genotype']
 
 
-@pytest.mark.xdist_group('sgas_run')
 def test_decisions_never_recompile_only_new_batches_do(sgas_run, monkeypatch, tmp_path):
   config, _, summary = sgas_run
   # One program per batch the schedule reaches; a decision at an unchanged batch compiles nothing.

@@ -65,14 +65,7 @@ def _newest_checkpoint(workdir):
   return max(int(d) for d in os.listdir(os.path.join(workdir, 'checkpoints')) if d.isdigit())
 
 
-# The cases that read a finished run only one other module reads run on that module's worker.
-GROUPS = {'sgas': 'sgas_run', 'seeds': 'seeds_run'}
-
-
-@pytest.mark.parametrize(
-  'case',
-  [pytest.param(c, marks=pytest.mark.xdist_group(GROUPS[c])) if c in GROUPS else c for c in CASES],
-)
+@pytest.mark.parametrize('case', CASES)
 def test_stopped_and_resumed_equals_uninterrupted(case, request, tmp_path):
   run, uninterrupted, stops = CASES[case]
   if callable(uninterrupted):

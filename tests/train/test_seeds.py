@@ -23,7 +23,6 @@ def runs(seeds_run, search_run, tmp_path_factory):
   return seeds_run[2], [search_run[2], seed_1]
 
 
-@pytest.mark.xdist_group('seeds_run')
 def test_seed_k_of_an_n_seed_run_equals_a_single_run_with_that_seed(runs):
   many, singles = runs
   assert many['num_seeds'] == 2
@@ -74,7 +73,6 @@ def test_one_program_seed_k_steps_equal_single_seed_steps_to_rounding(program):
       )
 
 
-@pytest.mark.xdist_group('seeds_run')
 def test_each_seed_writes_its_own_genotype_and_metrics(runs):
   many, _ = runs
   workdir = many['workdir']
