@@ -321,11 +321,6 @@ GENOTYPE = {
 }
 
 
-def _write(path, obj):
-  with open(path, 'w') as f:
-    json.dump(obj, f)
-
-
 def _write_lines(path, records):
   with open(path, 'w') as f:
     f.writelines(json.dumps(r) + '\n' for r in records)
@@ -365,14 +360,16 @@ def write_search_run(
   path, dataset='rlrn', num_classes=5000, epochs=4, num_seeds=1, method='darts', **kwargs
 ):
   """A search workdir (an N-seed one keeps each seed's metrics.jsonl in seed_<k>/)."""
+  from unreal_nas_jax import files
+
   os.makedirs(path, exist_ok=True)
   config = {
     'data': {'name': dataset, 'num_classes': num_classes},
     'search': {'num_seeds': num_seeds, 'epochs': epochs, 'method': method},
     'seed': 0,
   }
-  _write(os.path.join(path, 'config.json'), config)
-  _write(os.path.join(path, 'genotype.json'), GENOTYPE)
+  files.write_json_atomic(os.path.join(path, 'config.json'), config)
+  files.write_json_atomic(os.path.join(path, 'genotype.json'), GENOTYPE)
   if num_seeds == 1:
     _write_lines(os.path.join(path, 'metrics.jsonl'), search_records(epochs, **kwargs))
   else:
@@ -384,8 +381,10 @@ def write_search_run(
 
 
 def write_train_run(path, genotype, eval_top1=(0.5, 0.7)):
+  from unreal_nas_jax import files
+
   os.makedirs(path, exist_ok=True)
-  _write(os.path.join(path, 'config.json'), {
+  files.write_json_atomic(os.path.join(path, 'config.json'), {
     'data': {'name': 'cifar10'}, 'train': {'epochs': len(eval_top1)}, 'genotype': str(genotype),
   })  # fmt: skip
   records = [
@@ -399,12 +398,15 @@ def write_train_run(path, genotype, eval_top1=(0.5, 0.7)):
 
 def write_probe_run(path, curves, dataset='rlrn'):
   """A probe run from {architecture name: [train_acc of epoch 1, 2, ...]}."""
+  from unreal_nas_jax import files
   from unreal_nas_jax.train import probe_format
 
   os.makedirs(path, exist_ok=True)
-  _write(os.path.join(path, 'config.json'), {'data': {'name': dataset}, 'probe': {}})
+  files.write_json_atomic(
+    os.path.join(path, 'config.json'), {'data': {'name': dataset}, 'probe': {}}
+  )
   names = list(curves)
-  _write(
+  files.write_json_atomic(
     os.path.join(path, probe_format.ARCHITECTURES_FILE),
     probe_format.architectures_document(names, [GENOTYPE] * len(names)),
   )
