@@ -21,7 +21,8 @@ Modifiers (after the preset, in any order):
             (batch 256, lr 0.1, architecture Adam lr 6e-4, architecture steps from epoch 15).
   quick  a CPU-sized run of the same preset: C=8, 3 cells, 16x16 images, 512 examples, batch 32,
          1 warm-up + 3 search epochs (cifar: 4 search epochs), rlgd with 10 fractal categories;
-         with sgas, a decision after each of 8 search epochs at one batch size.
+         with sgas, a decision after each of 8 search epochs at one batch size; XLA
+         optimisation level O0 (a TPU compiles it in 30 s instead of 100-130 s).
          Sized for a few minutes on a CPU (docs/speed.md).
 
 Every field can be overridden, e.g. `--config.search.order=2 --config.data.num_classes=100`; the
@@ -136,6 +137,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   config.parallel = ml_collections.ConfigDict()
   config.parallel.num_devices = 0  # 0: every device; N: the first N
+  # XLA's effort on the step programs: 'default' (the compiler's) | 'O0' | 'O1' | 'O2' | 'O3'. On a
+  # TPU, O0 compiles the paper step about 4x faster but keeps no buffers in on-chip memory, which
+  # likely slows each step (docs/speed.md); the CPU and GPU compilers ignore it today.
+  config.parallel.xla_optimization_level = 'default'
 
   if preset in ('cifar10', 'cifar100'):
     # The DARTS real-data hyperparameters (spec section 4).
@@ -169,6 +174,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.data.fractal_categories = 10
     config.checkpoint.max_to_keep = 0
     config.log.every_steps = 8
+    config.parallel.xla_optimization_level = 'O0'  # a smoke run: compiling is most of it
     if config.search.method == 'sgas':
       # A decision after every search epoch until all 8 edges per cell are decided; one batch
       # size, so the search step compiles once.

@@ -18,7 +18,8 @@ DARTS_V2, a genotype.json, or a search workdir whose latest checkpoint is restor
             network (C=48, 14 cells), masked binary cross-entropy, ROC AUC per label and the
             mean over the five competition labels; 30 epochs of the ImageNet schedule.
 Modifiers:
-  quick      a CPU-sized run: C=8, 5 cells, batch 32, 2 epochs of 512 images, eval on 256.
+  quick      a CPU-sized run: C=8, 5 cells, batch 32, 2 epochs of 512 images, eval on 256; XLA
+             optimisation level O0 (fast TPU compiles).
   fake_data  random images and labels of the right shapes through the same step (smoke tests,
              benchmarks); needs no dataset.
 
@@ -142,8 +143,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   config.parallel = ml_collections.ConfigDict()
   config.parallel.num_devices = 0
+  config.parallel.xla_optimization_level = 'default'  # 'O0'..'O3': as configs/search.py
 
   if 'quick' in modifiers:
+    config.parallel.xla_optimization_level = 'O0'
     config.model.channels = 8
     config.model.layers = 5
     config.train.batch_size = 32

@@ -16,6 +16,7 @@ import pytest
 from unreal_nas_jax import bench, targets, timing
 from unreal_nas_jax.config_utils import load_config
 from unreal_nas_jax.models.layers import FactorizedReduce
+from unreal_nas_jax.search import setup as search_setup
 
 TARGETS = ('tpu:v5e', 'gpu:h100')
 
@@ -93,6 +94,22 @@ def test_deviceless_compile_record_of_a_search_step(spec):
   assert record['roofline_ms'] == max(record['memory_bound_ms'], record['compute_bound_ms'])
   # The accelerators' supernet form, not the CPU's.
   assert record['depthwise_impl'] == 'xla'
+  assert record['xla_optimization_level'] == 'O0'  # the quick preset's
+
+
+def test_optimization_level_reaches_the_tpu_compiler():
+  # O0 is the quick preset's level: the TPU compiler then keeps no buffer in on-chip memory
+  # (memory space S(1) in the compiled program); its default places many there.
+  mesh = _require('tpu:v5e')
+  programs = {}
+  for level in ('default', 'O0'):
+    config = _tiny_search_config()
+    config.parallel.xla_optimization_level = level
+    setup = search_setup.build_search(config, mesh, abstract=True)
+    step = search_setup.make_step_fn(setup, 'search')
+    programs[level] = step.lower(*search_setup.abstract_step_args(setup)).compile().as_text()
+  assert programs['default'].count('S(1)') > 10
+  assert 'S(1)' not in programs['O0']
 
 
 def test_data_parallel_target_splits_the_batch_over_its_chips():

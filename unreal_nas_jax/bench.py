@@ -202,7 +202,8 @@ def time_search_step(
     )
     return {**header, **_seeds_field(setup), 'batch': batch, **record, **sizes,
             'depthwise_impl': setup.model.depthwise_impl, 'edge_form': setup.model.edge_form,
-            'compute_dtype': config.model.compute_dtype}  # fmt: skip
+            'compute_dtype': config.model.compute_dtype,
+            'xla_optimization_level': config.parallel.xla_optimization_level}  # fmt: skip
   with timer('build data', config.data.name):
     setup = search_setup.build_search(config)
     jax.block_until_ready(setup.data)
@@ -230,6 +231,7 @@ def time_search_step(
     'init_s': round(init_s, 2),
     **sizes,
     'depthwise_impl': resolve_depthwise_impl(setup.model.depthwise_impl),
+    'xla_optimization_level': config.parallel.xla_optimization_level,
   }
 
 
@@ -283,6 +285,7 @@ def time_train_step(
     'layers': config.model.layers,
     'image_size': config.data.image_size,
     'compute_dtype': config.model.compute_dtype,
+    'xla_optimization_level': config.parallel.xla_optimization_level,
   }
   timer = timing.Phases()
   if target is not None:

@@ -32,6 +32,10 @@ def _main_in_process(capsys, monkeypatch, *args):
     (('--config.search.batch_size=abc',), 'batch_size'),
     (('--config.parallel.num_devices=3',), 'config.parallel.num_devices=3 is not allowed'),
     (('--config.model.depthwise_impl=magic',), "config.model.depthwise_impl='magic'"),
+    (
+      ('--config.parallel.xla_optimization_level=O4',),
+      "config.parallel.xla_optimization_level='O4' is not allowed; allowed: default, O0, O1, O2, O3",
+    ),
   ],
 )
 def test_bad_flags_fail_with_one_line(tmp_path, capsys, monkeypatch, flags, expected):

@@ -41,9 +41,9 @@ STAND_IN_GENOTYPE = 'DARTS_V2'
 SEARCH_PROGRAM_FIELDS = ('model.', 'data.image_size', 'data.channels', 'search.method',
                          'search.order', 'search.hypergradient', 'search.batch_size',
                          'search.partial_channels', 'search.num_seeds', 'search.seeds_program',
-                         'parallel.num_devices')  # fmt: skip
+                         'parallel.')  # fmt: skip
 TRAIN_PROGRAM_FIELDS = ('model.', 'data.image_size', 'data.channels', 'train.batch_size',
-                        'parallel.num_devices')  # fmt: skip
+                        'parallel.')  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)

@@ -297,7 +297,12 @@ def make_step_fn(setup: SearchSetup, phase: str, batch_size: int | None = None):
   if setup.num_seeds > 1 and program != 'loop':
     step = over_seeds(step, setup.data_axis, program)
   replicated = parallel.replicated(setup.mesh)
-  return jax.jit(step, out_shardings=(replicated, replicated), donate_argnums=(0, 1))
+  return jax.jit(
+    step,
+    out_shardings=(replicated, replicated),
+    donate_argnums=(0, 1),
+    compiler_options=parallel.compiler_options(config.parallel.xla_optimization_level),
+  )
 
 
 def epoch_inputs(setup: SearchSetup, epoch: int):

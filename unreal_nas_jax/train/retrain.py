@@ -130,15 +130,18 @@ def make_steps(setup: TrainSetup):
     multilabel=setup.spec.multilabel,
   )
   replicated = parallel.replicated(setup.mesh)
+  options = parallel.compiler_options(config.parallel.xla_optimization_level)
   train = jax.jit(
     functools.partial(train_step, model=setup.model, tx=setup.tx, settings=settings),
     out_shardings=(replicated, replicated),
     donate_argnums=(0, 1),
+    compiler_options=options,
   )
   evaluate = jax.jit(
     functools.partial(evaluation.eval_step, model=setup.model, settings=settings),
     out_shardings=replicated,
     donate_argnums=(1,),
+    compiler_options=options,
   )
   return train, evaluate
 

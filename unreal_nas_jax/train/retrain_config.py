@@ -21,13 +21,15 @@ from unreal_nas_jax.data.datasets import CHEXPERT_COMPETITION_LABELS, CHEXPERT_L
 from unreal_nas_jax.data.pipeline_spec import AUGMENTATIONS, ON_DEVICE, PipelineSpec
 from unreal_nas_jax.models.layers import COMPUTE_DTYPES
 from unreal_nas_jax.ops.depthwise import DEPTHWISE_IMPLS
+from unreal_nas_jax.parallel import XLA_OPTIMIZATION_LEVELS
 
 LR_SCHEDULES = ('cosine', 'exponential')
 REMAT = ('auto', 'cells', 'none')
 NETWORKS = ('auto', 'cifar', 'imagenet')
 
-# Fields added with the folder and CSV datasets, for a config.json written before them (eval of an
-# older workdir): the values that reproduce the older behaviour.
+# Fields added since the first retraining runs (the folder and CSV datasets, then the rest), for a
+# config.json written before them (eval of an older workdir): the values that reproduce the older
+# behaviour.
 ADDED_DEFAULTS = {
   'data': dict(dir='', channels=3, val_fraction=0.1, mean='', std='', stats_images=2000,
                augment='crop_flip', flip=True, affine_degrees=10.0, affine_translate=0.05,
@@ -35,6 +37,7 @@ ADDED_DEFAULTS = {
                csv_path_column='Path', csv_label_columns='', uncertainty='ones', auc_labels='',
                on_device='auto'),
   'model': dict(network='auto', remat='auto'),
+  'parallel': dict(xla_optimization_level='default'),
 }  # fmt: skip
 
 
@@ -52,6 +55,7 @@ def validate_train_config(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError naming the first field whose value is not allowed."""
   fill_added_defaults(config)
   validate_run_fields(config)
+  require_choice(config, 'parallel.xla_optimization_level', tuple(XLA_OPTIMIZATION_LEVELS))
   require(bool(config.genotype), 'genotype', config.genotype, 'a published name, a genotype.json '
           'or a search workdir (--config.genotype=DARTS_V2)')  # fmt: skip
   require_choice(config, 'data.name', tuple(DATASETS))
