@@ -22,7 +22,7 @@ Modifiers (after the preset, in any order):
   quick  a CPU-sized run of the same preset: C=8, 3 cells, 16x16 images, 512 examples, batch 32,
          1 warm-up + 3 search epochs (cifar: 4 search epochs), rlgd with 10 fractal categories;
          with sgas, a decision after each of 8 search epochs at one batch size; XLA
-         optimisation level O0 (a TPU compiles it in 30 s instead of 100-130 s).
+         optimisation level O0 (a TPU compiles it several times faster).
          Sized for a few minutes on a CPU (docs/speed.md).
 
 Every field can be overridden, e.g. `--config.search.order=2 --config.data.num_classes=100`; the
@@ -138,8 +138,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.parallel = ml_collections.ConfigDict()
   config.parallel.num_devices = 0  # 0: every device; N: the first N
   # XLA's effort on the step programs: 'default' (the compiler's) | 'O0' | 'O1' | 'O2' | 'O3'. On a
-  # TPU, O0 compiles the paper step about 4x faster but keeps no buffers in on-chip memory, which
-  # likely slows each step (docs/speed.md); the CPU and GPU compilers ignore it today.
+  # TPU, O0 compiles several times faster but keeps no buffers in on-chip memory, which
+  # likely slows each step (docs/speed.md). The CPU's program is the same at every level.
   config.parallel.xla_optimization_level = 'default'
 
   if preset in ('cifar10', 'cifar100'):
