@@ -180,6 +180,7 @@ def time_search_step(
     'num_seeds': config.search.num_seeds,
     'order': config.search.order,
     'hypergradient': config.search.hypergradient if config.search.order == 2 else None,
+    'xla_optimization_level': config.parallel.xla_optimization_level,
   }
   sizes = {
     'channels': config.model.channels,
@@ -202,8 +203,7 @@ def time_search_step(
     )
     return {**header, **_seeds_field(setup), 'batch': batch, **record, **sizes,
             'depthwise_impl': setup.model.depthwise_impl, 'edge_form': setup.model.edge_form,
-            'compute_dtype': config.model.compute_dtype,
-            'xla_optimization_level': config.parallel.xla_optimization_level}  # fmt: skip
+            'compute_dtype': config.model.compute_dtype}  # fmt: skip
   with timer('build data', config.data.name):
     setup = search_setup.build_search(config)
     jax.block_until_ready(setup.data)
@@ -231,7 +231,6 @@ def time_search_step(
     'init_s': round(init_s, 2),
     **sizes,
     'depthwise_impl': resolve_depthwise_impl(setup.model.depthwise_impl),
-    'xla_optimization_level': config.parallel.xla_optimization_level,
   }
 
 

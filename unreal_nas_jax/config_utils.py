@@ -106,6 +106,8 @@ def require_range(
 
 def validate_run_fields(config: ml_collections.ConfigDict) -> None:
   """The fields every run has: its seed, checkpoint retention, logging and devices."""
+  from unreal_nas_jax.parallel import XLA_OPTIMIZATION_LEVELS  # here: loading a config needs no JAX
+
   require_range(config, 'seed', 0, integer=True)
   require_range(config, 'checkpoint.max_to_keep', 0, integer=True)
   require_range(config, 'checkpoint.keep_period', 0, integer=True)
@@ -117,6 +119,7 @@ def validate_run_fields(config: ml_collections.ConfigDict) -> None:
   require_range(config, 'log.every_steps', 1, integer=True)
   require_range(config, 'log.sync_every_steps', 0, integer=True)
   require_range(config, 'parallel.num_devices', 0, integer=True)
+  require_choice(config, 'parallel.xla_optimization_level', tuple(XLA_OPTIMIZATION_LEVELS))
 
 
 def validate_weight_sgd_fields(config: ml_collections.ConfigDict) -> None:

@@ -17,7 +17,6 @@ from unreal_nas_jax.data.search_data import FRACTAL_COLOR_MODES, SEARCH_DATASETS
 from unreal_nas_jax.models.layers import COMPUTE_DTYPES
 from unreal_nas_jax.models.supernet import EDGE_FORMS
 from unreal_nas_jax.ops.depthwise import DEPTHWISE_IMPLS
-from unreal_nas_jax.parallel import XLA_OPTIMIZATION_LEVELS
 from unreal_nas_jax.search.arch import ALPHA_INITS
 from unreal_nas_jax.search.darts import HYPERGRADIENTS
 from unreal_nas_jax.search.derivation import SEARCH_METHODS
@@ -70,7 +69,6 @@ def validate_search_config(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError naming the first field whose value is not allowed."""
   validate_run_fields(config)
   require_range(config, 'data_seed', 0, integer=True)
-  require_choice(config, 'parallel.xla_optimization_level', tuple(XLA_OPTIMIZATION_LEVELS))
 
   require_choice(config, 'data.name', SEARCH_DATASETS)
   require_range(config, 'data.num_classes', 2, integer=True)

@@ -21,7 +21,6 @@ from unreal_nas_jax.data.datasets import CHEXPERT_COMPETITION_LABELS, CHEXPERT_L
 from unreal_nas_jax.data.pipeline_spec import AUGMENTATIONS, ON_DEVICE, PipelineSpec
 from unreal_nas_jax.models.layers import COMPUTE_DTYPES
 from unreal_nas_jax.ops.depthwise import DEPTHWISE_IMPLS
-from unreal_nas_jax.parallel import XLA_OPTIMIZATION_LEVELS
 
 LR_SCHEDULES = ('cosine', 'exponential')
 REMAT = ('auto', 'cells', 'none')
@@ -55,7 +54,6 @@ def validate_train_config(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError naming the first field whose value is not allowed."""
   fill_added_defaults(config)
   validate_run_fields(config)
-  require_choice(config, 'parallel.xla_optimization_level', tuple(XLA_OPTIMIZATION_LEVELS))
   require(bool(config.genotype), 'genotype', config.genotype, 'a published name, a genotype.json '
           'or a search workdir (--config.genotype=DARTS_V2)')  # fmt: skip
   require_choice(config, 'data.name', tuple(DATASETS))
