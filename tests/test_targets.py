@@ -92,6 +92,11 @@ def test_deviceless_compile_record_of_a_search_step(spec):
     record['bytes_gb'] / chip.hbm_gb_per_s * 1e3, rel=0.02, abs=1e-3
   )
   assert record['roofline_ms'] == max(record['memory_bound_ms'], record['compute_bound_ms'])
+  # Only the TPU compiler writes a cycle estimate into its kernels.
+  if spec.startswith('tpu'):
+    assert record['estimated_cycles'] > 10_000
+  else:
+    assert 'estimated_cycles' not in record
   # The accelerators' supernet form, not the CPU's.
   assert record['depthwise_impl'] == 'xla'
   assert record['xla_optimization_level'] == 'O0'  # the quick preset's
@@ -110,6 +115,33 @@ def test_optimization_level_reaches_the_tpu_compiler():
     programs[level] = step.lower(*search_setup.abstract_step_args(setup)).compile().as_text()
   assert programs['default'].count('S(1)') > 10
   assert 'S(1)' not in programs['O0']
+  # What O0 gives up, by the compiler's own estimate: slower kernels.
+  cycles = {level: targets.kernel_cycles(text) for level, text in programs.items()}
+  assert cycles['O0'] > 1.5 * cycles['default'] > 0
+
+
+def test_kernel_cycles_count_each_while_body_its_trip_count_times():
+  program = """HloModule m
+
+%body (p: f32[]) -> f32[] {
+  %a = f32[] fusion(%p), kind=kLoop, calls=%f, backend_config={"estimated_cycles":"10"}
+}
+
+%f (q: f32[]) -> f32[] {
+  %n = f32[] negate(%q), backend_config={"estimated_cycles":"999"}
+}
+
+ENTRY %main (x: f32[]) -> f32[] {
+  %w = f32[] while(%x), condition=%c, body=%body, backend_config={"known_trip_count":{"n":"7"}}
+  %u = f32[] while(%w), condition=%c, body=%body, backend_config={}
+  %y = f32[] fusion(%u), kind=kLoop, calls=%f, backend_config={"estimated_cycles":"5"}
+  %z = f32[] fusion(%y), kind=kLoop, calls=%f, backend_config={"estimated_cycles":"1152921504606846976"}
+}
+"""
+  # A fusion's own estimate counts, not the kernels inside its body; an unknown trip count is one;
+  # the cost model's placeholder for a kernel it cannot estimate (2**60) counts nothing.
+  assert targets.kernel_cycles(program) == 7 * 10 + 10 + 5
+  assert targets.kernel_cycles('HloModule m') is None
 
 
 def test_data_parallel_target_splits_the_batch_over_its_chips():
