@@ -15,7 +15,8 @@ With a target (`--target=tpu:v5e:2x4`, `gpu:h100`; `unreal_nas_jax.targets`) not
 step case is lowered from shapes on a mesh of that machine's devices and compiled by its
 compiler, here, without the device; the record then holds `target`, `compile_s`, the device
 memory (peak, temporary, arguments) and whether it `fits`, flops and bytes per step, and the
-roofline lower bound of the step time with the peak figures it used.
+roofline lower bound of the step time with the peak figures it used; on a TPU also the sum of
+its compiler's per-kernel cycle estimates (`estimated_cycles`).
 
 The 'torch_reference' case times the DARTS reference's first-order search step in PyTorch at the
 paper's size on the same machine (`unreal_nas_jax/torch_reference.py`; needs torch installed).

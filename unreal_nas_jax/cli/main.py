@@ -132,7 +132,8 @@ def bench_command(argv: Sequence[str]) -> int:
     'Compile the step cases for an accelerator this machine does not have, without running '
     'them: tpu:<chip>[:<topology>] (v5e, v6e, v5p; e.g. tpu:v5e:2x4 for a v5e-8) or '
     'gpu:<name>[:<count>] (h100, h200). Prints compile seconds, device memory and whether it '
-    'fits, flops, bytes and the roofline bound per step. Needs the toolchain: pip install '
+    "fits, flops, bytes and the roofline bound per step, and on a TPU the sum of its compiler's "
+    'estimated cycles per step. Needs the toolchain: pip install '
     "'unreal_nas_jax[tpu-aot]' or '[gpu-aot]'.",
     flag_values=fv,
   )
