@@ -303,9 +303,9 @@ def analyse(compiled, target: Target, compute_dtype: str = 'float32') -> dict[st
 _CYCLES = re.compile(r'"estimated_cycles":"(\d+)"')
 _COMPUTATION = re.compile(r'^(ENTRY )?%([\w.\-]+) ', re.M)
 _WHILE = re.compile(r' while\(.*?condition=%([\w.\-]+), body=%([\w.\-]+)')
+_TRIP_COUNT = re.compile(r'"known_trip_count":\{"n":"(\d+)"')
 # What a kernel the cost model cannot estimate carries (2**60 and up).
 _NO_ESTIMATE = 2**60
-_TRIP_COUNT = re.compile(r'"known_trip_count":\{"n":"(\d+)"')
 
 
 def kernel_cycles(hlo_text: str) -> int | None:
