@@ -138,8 +138,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.parallel = ml_collections.ConfigDict()
   config.parallel.num_devices = 0  # 0: every device; N: the first N
   # XLA's effort on the step programs: 'default' (the compiler's) | 'O0' | 'O1' | 'O2' | 'O3'. On a
-  # TPU, O0 compiles several times faster but keeps no buffers in on-chip memory, which
-  # likely slows each step (docs/speed.md). The CPU's program is the same at every level.
+  # TPU, O0 compiles several times faster but keeps no buffers in on-chip memory, and the TPU
+  # compiler estimates its steps at several times the cycles (docs/speed.md). The CPU's program
+  # is the same at every level.
   config.parallel.xla_optimization_level = 'default'
 
   if preset in ('cifar10', 'cifar100'):

@@ -19,7 +19,8 @@ DATA_AXIS = 'data'
 # `config.parallel.xla_optimization_level`: XLA's effort levels (xla.proto's EffortLevel numbers,
 # the values jax.jit's `compiler_options` takes on every JAX this project supports). 'default'
 # leaves the compiler its own choice. Of the compilers measured, the TPU's acts on it: at O0 and
-# O1 it keeps no buffers in on-chip memory and compiles several times faster (docs/speed.md).
+# O1 it keeps no buffers in on-chip memory and compiles several times faster, and estimates its
+# steps at several times the cycles (docs/speed.md).
 # The CPU's compiles the same program at every level; the H200's paper step is unchanged at O0.
 XLA_OPTIMIZATION_LEVELS = {'default': None, 'O0': 9, 'O1': 19, 'O2': 29, 'O3': 39}
 
