@@ -33,17 +33,24 @@ from unreal_nas_jax.ops import cpu_kernels
 DEPTHWISE_IMPLS = ('xla', 'native', 'shift')
 
 
-def resolve_depthwise_impl(impl: str, dtype=jnp.float32, platform: str | None = None) -> str:
+def resolve_depthwise_impl(
+  impl: str, dtype=jnp.float32, platform: str | None = None, num_devices: int = 1
+) -> str:
   """The concrete implementation for `impl` on `platform` ('cpu', 'gpu', 'tpu'; default JAX's
-  default backend): 'auto' is 'xla' on GPU and TPU, and on the CPU 'native' (the compiled
-  kernels, float32 and float64) where they build, else 'shift'. 'native' falls back to 'shift'
-  for other dtypes or where the kernels cannot be built."""
+  default backend) and a mesh of `num_devices`: 'auto' is 'xla' on GPU and TPU; on one CPU device
+  'native' (the compiled kernels, float32 and float64) where they build, else 'shift'; on several
+  CPU devices 'shift' (XLA cannot split a custom call over devices: it gathers the whole batch to
+  every device for each native kernel). 'native' falls back to 'shift' for other dtypes or where
+  the kernels cannot be built."""
   if impl not in ('auto', *DEPTHWISE_IMPLS):
     raise ValueError(
       f'depthwise impl {impl!r} is not allowed; allowed: auto, {", ".join(DEPTHWISE_IMPLS)}'
     )
   if impl == 'auto':
-    impl = 'native' if (platform or jax.default_backend()) == 'cpu' else 'xla'
+    if (platform or jax.default_backend()) != 'cpu':
+      impl = 'xla'
+    else:
+      impl = 'native' if num_devices == 1 else 'shift'
   if impl == 'native':
     native_dtype = jnp.dtype(dtype) in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64))
     if not (native_dtype and cpu_kernels.available()):

@@ -85,7 +85,9 @@ def build_train(config: ml_collections.ConfigDict, mesh=None) -> TrainSetup:
     channels=m.channels,
     layers=m.layers,
     auxiliary=m.auxiliary,
-    depthwise_impl=resolve_depthwise_impl(m.depthwise_impl, platform=platform),
+    depthwise_impl=resolve_depthwise_impl(
+      m.depthwise_impl, platform=platform, num_devices=mesh.devices.size
+    ),
     remat=m.remat == 'cells' or (m.remat == 'auto' and platform == 'tpu'),
   )
   tx = optim.weight_sgd(
