@@ -137,6 +137,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   config.parallel = ml_collections.ConfigDict()
   config.parallel.num_devices = 0  # 0: every device; N: the first N
+  # N seeds (search.num_seeds): split them over this many groups of the devices, each group
+  # stepping its own seeds data parallel (1: every device steps every seed). On a TPU slice a
+  # batch of 64 split 8 ways leaves each chip's lanes mostly empty; seeds per chip fill them.
+  config.parallel.seed_shards = 1
   # XLA's effort on the step programs: 'default' (the compiler's) | 'O0' | 'O1' | 'O2' | 'O3'. On a
   # TPU, O0 compiles several times faster but keeps no buffers in on-chip memory, and the TPU
   # compiler estimates its steps at several times the cycles (docs/speed.md). The CPU's program

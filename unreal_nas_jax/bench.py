@@ -243,8 +243,10 @@ def _check_one_program(setup) -> None:
     )
 
 
-def _seeds_field(setup) -> dict[str, str]:
-  return {'seeds_program': setup.seeds_program} if setup.num_seeds > 1 else {}
+def _seeds_field(setup) -> dict[str, Any]:
+  if setup.num_seeds == 1:
+    return {}
+  return {'seeds_program': setup.seeds_program, 'seed_shards': parallel.seed_shards(setup.mesh)}
 
 
 def time_seeds(config: ml_collections.ConfigDict, steps: int) -> dict[str, Any]:

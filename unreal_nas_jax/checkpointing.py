@@ -166,18 +166,37 @@ def apply_retention(
 
 
 def restore_raw(directory: files.PathLike, step: int | None = None):
-  """Restores a checkpoint's state without a target (numpy leaves), e.g. a search's alphas.
+  """Restores a checkpoint's state without a target (numpy leaves), e.g. a search's alphas, on
+  whatever devices this process has: a search saved on a TPU slice or 8 GPUs reads back on one.
 
   Returns (state, record, step).
   """
-  manager = make_manager(directory)
+  # Handlers named, so that the manager can read the saved shapes (`item_metadata`).
+  handlers = {
+    'state': ocp.StandardCheckpointHandler(),
+    'sums': ocp.StandardCheckpointHandler(),
+    'record': ocp.JsonCheckpointHandler(),
+  }
+  manager = ocp.CheckpointManager(
+    files.as_path(directory),
+    item_handlers=handlers,
+    options=ocp.CheckpointManagerOptions(create=False, enable_async_checkpointing=False),
+  )
   try:
     step = manager.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f'no checkpoint in {directory}')
+    # The saved shapes, placed on this process's first device: without a target Orbax would
+    # rebuild the saving run's shardings, which need its device count.
+    saved = manager.item_metadata(step)['state']
+    saved = getattr(saved, 'tree', saved)  # a tree of shapes (newer Orbax: the tree itself)
+    here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=here), saved)
     restored = manager.restore(
       step,
-      args=ocp.args.Composite(state=ocp.args.StandardRestore(), record=ocp.args.JsonRestore()),
+      args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(target), record=ocp.args.JsonRestore()
+      ),
     )
   finally:
     manager.close()

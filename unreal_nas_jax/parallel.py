@@ -1,9 +1,11 @@
-"""Devices: optional multi-host initialisation, the one-axis `data` mesh, and how hard XLA
-optimises the step programs for them.
+"""Devices: optional multi-host initialisation, the `data` mesh (with a `seeds` axis in front when
+N searches are split over groups of devices), and how hard XLA optimises the step programs.
 
 The search state is replicated and every batch is sharded over the `data` axis; plain `jax.jit`
 with these shardings runs the same program on 1 CPU, 8 GPUs or a TPU pod. BatchNorm statistics are
-computed over the global batch, so results do not depend on the device count.
+computed over the global batch, so results do not depend on the device count. With
+`config.parallel.seed_shards` > 1 the N seeds' stacked states are split over the `seeds` axis
+instead of copied: each group of devices steps its own seeds, data parallel within the group.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 DATA_AXIS = 'data'
+SEEDS_AXIS = 'seeds'
 
 # `config.parallel.xla_optimization_level`: XLA's effort levels (xla.proto's EffortLevel numbers,
 # the values jax.jit's `compiler_options` takes on every JAX this project supports). 'default'
@@ -57,11 +60,37 @@ def mesh_platform(mesh: Mesh) -> str:
   return mesh.devices.flat[0].platform
 
 
-def check_batch_divides(batch_size: int, mesh: Mesh, name: str = 'config.search.batch_size'):
+def with_seed_axis(mesh: Mesh, seed_shards: int) -> Mesh:
+  """`mesh`'s devices as a ('seeds', 'data') mesh of `seed_shards` groups (`mesh` itself for 1)."""
+  if seed_shards == 1:
+    return mesh
   count = mesh.devices.size
-  if batch_size % count:
+  if count % seed_shards:
     raise DeviceError(
-      f'{name}={batch_size} does not divide by the {count} devices of the data mesh; '
+      f'config.parallel.seed_shards={seed_shards} does not divide the {count} devices; '
+      f'use a divisor of {count} or set config.parallel.num_devices'
+    )
+  return Mesh(mesh.devices.reshape(seed_shards, -1), (SEEDS_AXIS, DATA_AXIS))
+
+
+def seed_shards(mesh: Mesh) -> int:
+  """How many groups of devices a mesh splits the seeds over (1: every device steps every seed)."""
+  return mesh.shape.get(SEEDS_AXIS, 1)
+
+
+def per_seed(mesh: Mesh) -> NamedSharding:
+  """Where a tree with a leading seed axis lives: split over the `seeds` axis, else replicated."""
+  return NamedSharding(
+    mesh, PartitionSpec(SEEDS_AXIS) if seed_shards(mesh) > 1 else PartitionSpec()
+  )
+
+
+def check_batch_divides(batch_size: int, mesh: Mesh, name: str = 'config.search.batch_size'):
+  count = mesh.shape[DATA_AXIS]
+  if batch_size % count:
+    group = f'{count} devices of each seed group' if seed_shards(mesh) > 1 else f'{count} devices'
+    raise DeviceError(
+      f'{name}={batch_size} does not divide by the {group} of the data mesh; '
       f'use a multiple of {count} or set config.parallel.num_devices'
     )
 
@@ -96,12 +125,16 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 
 def replicate(tree, mesh: Mesh):
-  """Places every leaf of `tree` on all devices of `mesh` (of every process).
+  """Places every leaf of `tree` on all devices of `mesh` (of every process)."""
+  return place(tree, replicated(mesh))
+
+
+def place(tree, sharding: NamedSharding):
+  """Places every leaf of `tree` by `sharding` on the devices of every process.
 
   In a multi-process run each process builds its part of the global array from its own copy of
   the (identical) host value; an array that is already global is resharded.
   """
-  sharding = replicated(mesh)
   if jax.process_count() == 1:
     return jax.device_put(tree, sharding)
 
@@ -112,3 +145,13 @@ def replicate(tree, mesh: Mesh):
     return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
   return jax.tree.map(put, tree)
+
+
+def gather(tree):
+  """`tree` with every leaf readable by this process: leaves split over other processes' devices
+  (seeds over a pod) are copied to all devices first; the rest are returned as they are."""
+  leaves = jax.tree.leaves(tree)
+  if all(not isinstance(x, jax.Array) or x.is_fully_addressable for x in leaves):
+    return tree
+  mesh = next(x.sharding.mesh for x in leaves if isinstance(x, jax.Array))
+  return jax.jit(lambda t: t, out_shardings=replicated(mesh))(tree)

@@ -32,11 +32,12 @@ def seed_slice(tree, k: int, num_seeds: int):
   return tree if num_seeds == 1 else jax.tree.map(lambda x: x[k], tree)
 
 
-def over_seeds(step, data_axis: int | None, program: str):
+def over_seeds(step, data_axis: int | None, program: str, seeds_axis: str | None = None):
   """The 'vmap' or 'map' program: N independent steps as one program. `data_axis`: 0 when each
-  seed has its own data (stacked), None when they share one dataset."""
+  seed has its own data (stacked), None when they share one dataset. `seeds_axis`: the mesh axis
+  the seeds are split over ('vmap' only), so that each group of devices steps its own seeds."""
   if program == 'vmap':
-    return jax.vmap(step, in_axes=(0, 0, data_axis, 0, 0, None, None))
+    return jax.vmap(step, in_axes=(0, 0, data_axis, 0, 0, None, None), spmd_axis_name=seeds_axis)
 
   def mapped(state, sums, data, train_perm, val_perm, lr, epoch_start):
     def one(xs):

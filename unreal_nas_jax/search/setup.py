@@ -49,8 +49,16 @@ class SearchSetup:
 
   @property
   def seeds_program(self) -> str:
-    """How the N seeds run on this mesh's platform (`seeds_program`)."""
+    """How the N seeds run on this mesh's platform (`seeds_program`); 'vmap' when they are split
+    over groups of devices."""
+    if parallel.seed_shards(self.mesh) > 1:
+      return 'vmap'
     return seeds_program(self.config.search.seeds_program, parallel.mesh_platform(self.mesh))
+
+  @property
+  def per_seed(self) -> jax.sharding.NamedSharding:
+    """Where the stacked per-seed trees (states, sums, orders, own data) live."""
+    return parallel.per_seed(self.mesh)
 
   def seed(self, k: int) -> int:
     """The seed (weights, alphas, epoch order) of the k-th of `num_seeds` searches."""
@@ -138,7 +146,9 @@ def build_search(
     steps=m.steps,
     multiplier=m.multiplier,
     stem_multiplier=m.stem_multiplier,
-    depthwise_impl=resolve_depthwise_impl(m.depthwise_impl, platform=platform),
+    depthwise_impl=resolve_depthwise_impl(
+      m.depthwise_impl, platform=platform, num_devices=mesh.devices.size
+    ),
     edge_form=resolve_edge_form(m.edge_form, platform),
     bn_moments='shifted',
     compute_dtype=m.compute_dtype,
@@ -178,7 +188,7 @@ def build_search(
     config=config,
     mesh=mesh,
     model=model,
-    data=parallel.abstract(arrays, mesh) if abstract else parallel.replicate(arrays, mesh),
+    data=_place_data(arrays, mesh, abstract, n > 1 and not shared),
     batch_fn=data.batch_fn,
     artifacts=artifacts,
     weight_sgd=weight_sgd,
@@ -188,17 +198,26 @@ def build_search(
   )
 
 
+def _place_data(arrays, mesh, abstract: bool, per_seed: bool):
+  """The search data on the mesh (or its shapes): one dataset per seed goes with its seed."""
+  sharding = parallel.per_seed(mesh) if per_seed else parallel.replicated(mesh)
+  if abstract:
+    return parallel.abstract(arrays, mesh, sharding.spec)
+  return parallel.place(arrays, sharding)
+
+
 def seed_dir(workdir: str, k: int, num_seeds: int) -> str:
   """Where seed k's own files go: the workdir itself for a single seed, else workdir/seed_<k>."""
   return workdir if num_seeds == 1 else files.join(workdir, f'seed_{k}')
 
 
 def search_mesh(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh | None = None):
-  """The data mesh of a search, checked against every batch the search will step (SGAS grows it)."""
+  """The data mesh of a search (the seeds split over `config.parallel.seed_shards` groups of its
+  devices), checked against every batch the search will step (SGAS grows it)."""
   s = config.search
-  mesh = parallel.data_mesh(
-    config.parallel.num_devices, s.batch_size, 'config.search.batch_size', mesh
-  )
+  mesh = mesh if mesh is not None else parallel.make_mesh(config.parallel.num_devices)
+  mesh = parallel.with_seed_axis(mesh, config.parallel.seed_shards)
+  parallel.check_batch_divides(s.batch_size, mesh, 'config.search.batch_size')
   if s.method == 'sgas' and s.sgas_batch_increase:
     for made in range(1, 2 * config.model.steps + 1):  # the batches SGAS grows to
       grown = s.batch_size + made * s.sgas_batch_increase
@@ -238,17 +257,17 @@ def init_state(setup: SearchSetup) -> SearchState:
       decisions=sgas.init_decisions(config.model.steps),
     )
 
-  replicated = parallel.replicated(setup.mesh)
-  init = jax.jit(init, out_shardings=replicated)
+  init = jax.jit(init, out_shardings=parallel.replicated(setup.mesh))
   states = []
   for k in range(setup.num_seeds):
     _, k_alphas, k_rng = jax.random.split(jax.random.PRNGKey(setup.seed(k)), 3)
     states.append(init(k_alphas, k_rng, params_key(setup.seed(k))))
   if setup.num_seeds == 1:
     return states[0]
-  return jax.jit(lambda *s: jax.tree.map(lambda *x: jnp.stack(x), *s), out_shardings=replicated)(
-    *states
+  stack = jax.jit(
+    lambda *s: jax.tree.map(lambda *x: jnp.stack(x), *s), out_shardings=setup.per_seed
   )
+  return stack(*states)
 
 
 def new_sums(setup: SearchSetup):
@@ -260,8 +279,8 @@ def new_sums(setup: SearchSetup):
 
 
 def init_sums(setup: SearchSetup):
-  """Fresh epoch accumulators, one set per seed, replicated."""
-  return parallel.replicate(new_sums(setup), setup.mesh)
+  """Fresh epoch accumulators, one set per seed, on the mesh."""
+  return parallel.place(new_sums(setup), setup.per_seed)
 
 
 def count_params(params) -> int:
@@ -269,7 +288,8 @@ def count_params(params) -> int:
 
 
 def abstract_state(setup: SearchSetup) -> SearchState:
-  return parallel.abstract_replicated(lambda: init_state(setup), setup.mesh)
+  return parallel.abstract(jax.eval_shape(lambda: init_state(setup)), setup.mesh,
+                           setup.per_seed.spec)  # fmt: skip
 
 
 def make_step_fn(setup: SearchSetup, phase: str, batch_size: int | None = None):
@@ -295,19 +315,24 @@ def make_step_fn(setup: SearchSetup, phase: str, batch_size: int | None = None):
   )
   program = setup.seeds_program
   if setup.num_seeds > 1 and program != 'loop':
-    step = over_seeds(step, setup.data_axis, program)
-  replicated = parallel.replicated(setup.mesh)
+    seeds_axis = parallel.SEEDS_AXIS if parallel.seed_shards(setup.mesh) > 1 else None
+    step = over_seeds(step, setup.data_axis, program, seeds_axis)
   return jax.jit(
     step,
-    out_shardings=(replicated, replicated),
+    out_shardings=(setup.per_seed, setup.per_seed),
     donate_argnums=(0, 1),
     compiler_options=parallel.compiler_options(config.parallel.xla_optimization_level),
   )
 
 
 def epoch_inputs(setup: SearchSetup, epoch: int):
-  """This epoch's example orders, learning rate and first global step, as replicated arrays."""
-  return parallel.replicate(_epoch_values(setup, epoch), setup.mesh)
+  """This epoch's example orders (with their seeds), learning rate and first global step (on
+  every device), as arrays on the mesh."""
+  *perms, lr, start = _epoch_values(setup, epoch)
+  return (
+    *parallel.place(tuple(perms), setup.per_seed),
+    *parallel.replicate((lr, start), setup.mesh),
+  )
 
 
 def _epoch_values(setup: SearchSetup, epoch: int):
@@ -327,11 +352,14 @@ def _epoch_values(setup: SearchSetup, epoch: int):
 def abstract_step_args(setup: SearchSetup):
   """The step's arguments (state, sums, data, train_perm, val_perm, lr, epoch_start) as shapes
   with the mesh's shardings: what its programs are lowered from, nothing computed or placed."""
+  *perms, lr, start = jax.eval_shape(lambda: _epoch_values(setup, 0))
+  per_seed = setup.per_seed.spec
   return (
     abstract_state(setup),
-    parallel.abstract_replicated(lambda: new_sums(setup), setup.mesh),
-    parallel.abstract(setup.data, setup.mesh),
-    *parallel.abstract_replicated(lambda: _epoch_values(setup, 0), setup.mesh),
+    parallel.abstract(jax.eval_shape(lambda: new_sums(setup)), setup.mesh, per_seed),
+    jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), setup.data),
+    *parallel.abstract(tuple(perms), setup.mesh, per_seed),
+    *parallel.abstract((lr, start), setup.mesh),
   )
 
 

@@ -106,6 +106,21 @@ def validate_search_config(config: ml_collections.ConfigDict) -> None:
   require_range(config, 'search.num_seeds', 1, integer=True)
   require_choice(config, 'search.seeds_share_data', (True, False))
   require_choice(config, 'search.seeds_program', SEEDS_PROGRAMS)
+  require_range(config, 'parallel.seed_shards', 1, integer=True)
+  shards = config.parallel.seed_shards
+  require(
+    config.search.num_seeds % shards == 0,
+    'parallel.seed_shards',
+    shards,
+    f'a divisor of search.num_seeds={config.search.num_seeds} (each group of devices steps '
+    f'the same number of seeds)',
+  )
+  require(
+    shards == 1 or config.search.seeds_program in ('auto', 'vmap'),
+    'search.seeds_program',
+    config.search.seeds_program,
+    f"'auto' or 'vmap' when the seeds are split over devices (parallel.seed_shards={shards})",
+  )
   require_choice(config, 'search.sgas_criterion', CRITERIA)
   require_range(config, 'search.sgas_decision_start', 0, integer=True)
   require_range(config, 'search.sgas_decision_every', 1, integer=True)

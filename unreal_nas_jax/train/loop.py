@@ -85,14 +85,21 @@ class Loop(Protocol):
 
 def run_epochs(run: Run, loop: Loop) -> Any:
   """Runs (or resumes) `loop` in `run`'s workdir; returns the last state."""
-  timer, mesh = run.timer, loop.mesh
+  timer = run.timer
+  # The sums have a leading seed axis where the state has (N seeds), split over the mesh's
+  # `seeds` axis if it has one: `parallel.per_seed` is replicated on a mesh without.
+  sums_sharding = parallel.per_seed(loop.mesh)
   run.epochs_at = {loop.epoch_start(e): e for e in range(loop.total_epochs + 1)}.get
   abstract = {
     'state': loop.abstract_state(),
-    'sums': parallel.abstract_replicated(loop.new_sums, mesh),
+    'sums': parallel.abstract(jax.eval_shape(loop.new_sums), loop.mesh, sums_sharding.spec),
   }
+
+  def fresh_sums():
+    return parallel.place(loop.new_sums(), sums_sharding)
+
   state_future = run.start_state(
-    lambda: {'state': loop.init_state(), 'sums': parallel.replicate(loop.new_sums(), mesh)},
+    lambda: {'state': loop.init_state(), 'sums': fresh_sums()},
     abstract,
     loop.num_weights(abstract['state']),
   )
@@ -121,14 +128,14 @@ def run_epochs(run: Run, loop: Loop) -> Any:
     if following not in compiling:
       compiling.update(compile_programs([following], epoch + 1, 0))  # behind this epoch
     step = loop.epoch_step(epoch, done_before, compiled)
-    sums = restored_sums if done_before else parallel.replicate(loop.new_sums(), mesh)
+    sums = restored_sums if done_before else fresh_sums()
     state, sums, wall_s = _steps(run, loop, epoch, done_before, step, state, sums, first_step)
     first_step = False
     state, records = loop.end_epoch(epoch, state, sums, wall_s, done_before)
     end = loop.epoch_start(epoch + 1)
     run.save(
       end,
-      {'state': state, 'sums': parallel.replicate(loop.new_sums(), mesh)},
+      {'state': state, 'sums': fresh_sums()},
       {'epoch': epoch + 1, 'step_in_epoch': 0, **loop.record_fields(epoch)},
     )
     run.progress.end_epoch(loop.log(records))
@@ -170,13 +177,13 @@ def _steps(run: Run, loop: Loop, epoch: int, done: int, step: Step, state, sums,
       break
     stop = run.signals.stop_requested(start + i)
     if stop or run.checkpoint_due(start + i):
-      loop.check_finite(epoch, jax.device_get(sums))
+      loop.check_finite(epoch, jax.device_get(parallel.gather(sums)))
       record = {'epoch': epoch, 'step_in_epoch': i, **loop.record_fields(epoch)}
       run.save(start + i, {'state': state, 'sums': sums}, record)
     if stop:
       run.progress.end_epoch('')
       run.raise_preempted(epoch, i, steps, start + i)
-  sums = jax.device_get(sums)
+  sums = jax.device_get(parallel.gather(sums))
   wall_s = time.perf_counter() - t0
   loop.check_finite(epoch, sums)
   return state, sums, wall_s

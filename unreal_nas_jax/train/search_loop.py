@@ -36,6 +36,7 @@ from unreal_nas_jax.search.setup import (
   search_mesh,
   seed_dir,
 )
+from unreal_nas_jax.search.state import SearchState
 from unreal_nas_jax.search.validate import validate_search_config
 from unreal_nas_jax.space import genotypes
 from unreal_nas_jax.train import loop, outputs, records
@@ -129,7 +130,7 @@ class SearchLoop:
     update = functools.partial(sgas.update, criterion=s.config.search.sgas_criterion)
     self._update_decisions = jax.jit(
       update if self.num_seeds == 1 else jax.vmap(update, in_axes=(0, 0, None)),
-      out_shardings=parallel.replicated(s.mesh),
+      out_shardings=s.per_seed,
     )
 
   def epoch_start(self, epoch: int) -> int:
@@ -201,7 +202,7 @@ class SearchLoop:
     for k, metrics_log in enumerate(self.metrics_logs):
       metrics_log.truncate(epoch + 1)
       if epoch and outputs.is_writer():
-        geno = derive_genotype(self.setup.config, seed_slice(state, k, self.num_seeds))
+        geno = derive_genotype(self.setup.config, seed_slice(_readable(state), k, self.num_seeds))
         write_json_atomic(
           files.join(self.seed_dirs[k], 'genotype.json'), genotypes.genotype_to_json(geno)
         )
@@ -214,12 +215,13 @@ class SearchLoop:
       decide = jnp.asarray(s.is_decision_epoch(epoch))
       decisions, scores = self._update_decisions(state.alphas, state.decisions, decide)
       state = state.replace(decisions=decisions)
+    view, scores = _readable(state), parallel.gather(scores)
     epoch_records = [
       records.search_record(
         s,
         epoch,
         seed_slice(sums, k, n),
-        seed_slice(state, k, n),
+        seed_slice(view, k, n),
         wall_s,
         None if scores is None else seed_slice(scores, k, n),
         seed=s.seed(k) if n > 1 else None,
@@ -239,3 +241,12 @@ class SearchLoop:
       if outputs.is_writer():
         write_json_atomic(files.join(self.seed_dirs[k], 'genotype.json'), record['genotype'])
     return '\n'.join(lines)
+
+
+def _readable(state: SearchState) -> SearchState:
+  """What the host reads of a state (step, alphas, SGAS decisions; the rest None), readable by
+  this process even where the seeds are split over other processes' devices."""
+  return parallel.gather(
+    state.replace(params=None, batch_stats=None, weight_opt_state=None, arch_opt_state=None,
+                  rng=None)
+  )  # fmt: skip
