@@ -80,7 +80,7 @@ SCRIPT = textwrap.dedent(
   # A split that does not divide the devices, and a batch that does not divide a group.
   for fields, message in (
     ({'search__num_seeds': 3, 'parallel__seed_shards': 3},
-     'config.parallel.seed_shards=3 does not divide the 4 devices'),
+     'config.parallel.seed_shards=3 does not divide the 4 device(s)'),
     ({'search__num_seeds': 2, 'parallel__seed_shards': 2, 'search__batch_size': 5},
      'config.search.batch_size=5 does not divide by the 2 devices of each seed group'),
   ):

@@ -154,6 +154,20 @@ def test_data_parallel_target_splits_the_batch_over_its_chips():
   assert four['bytes_gb'] < one['bytes_gb']
 
 
+def test_seeds_split_over_chips_give_each_chip_one_seeds_program():
+  # `parallel.seed_shards=4`: each of 4 chips holds and steps one of 4 seeds, so per chip the
+  # program is about one seed's on one chip (4 seeds on one chip: about 4 times its bytes).
+  _require('tpu:v5e:2x2')
+  (one,) = bench.run_bench(_tiny_search_config(), cases=['steps'], orders=(1,), target='tpu:v5e')
+  config = _tiny_search_config()
+  config.search.num_seeds, config.parallel.seed_shards = 4, 4
+  (split,) = bench.run_bench(config, cases=['steps'], orders=(1,), target='tpu:v5e:2x2')
+  assert (split['seed_shards'], split['seeds_program'], split['batch']) == (4, 'vmap', 32)
+  assert split['argument_memory_gb'] == one['argument_memory_gb']
+  assert split['peak_memory_gb'] <= 1.2 * one['peak_memory_gb']
+  assert split['bytes_gb'] <= 1.2 * one['bytes_gb']
+
+
 @pytest.mark.parametrize('spec', TARGETS)
 def test_a_program_that_does_not_fit_is_reported_not_raised(spec):
   mesh = _require(spec)

@@ -67,7 +67,7 @@ def with_seed_axis(mesh: Mesh, seed_shards: int) -> Mesh:
   count = mesh.devices.size
   if count % seed_shards:
     raise DeviceError(
-      f'config.parallel.seed_shards={seed_shards} does not divide the {count} devices; '
+      f'config.parallel.seed_shards={seed_shards} does not divide the {count} device(s); '
       f'use a divisor of {count} or set config.parallel.num_devices'
     )
   return Mesh(mesh.devices.reshape(seed_shards, -1), (SEEDS_AXIS, DATA_AXIS))
