@@ -3,7 +3,8 @@ and a tiny retraining per job; process 0 saves every final state leaf to JOB_DIR
 
   python -m tests.multihost_worker PROCESS_ID NUM_PROCESSES PORT JOB_DIR:EPOCHS:WHAT [...]
 
-WHAT is 'search,train' or one of them.
+WHAT is a comma-separated list of 'search', 'seeds' (2 seeds split over the 2 devices,
+`parallel.seed_shards=2`: with 2 processes each holds one) and 'train'.
 
 With NUM_PROCESSES=1 the single process has two devices (XLA_FLAGS set by the caller).
 """
@@ -23,6 +24,7 @@ if num_processes > 1:
 assert jax.device_count() == 2, jax.devices()
 
 from tests.testing import tiny_search_config, tiny_train_config  # noqa: E402
+from unreal_nas_jax import parallel  # noqa: E402
 from unreal_nas_jax.train import retrain, search_loop  # noqa: E402
 
 progress = os.environ.get('WORKER_PROGRESS', 'none')
@@ -42,6 +44,19 @@ for job in sys.argv[4:]:
       ),
       os.path.join(job_dir, 'search'),
     )['state']
+  if 'seeds' in what:
+    seeds = tiny_search_config(
+      search__warmup_epochs=0,
+      search__epochs=int(epochs),
+      search__num_seeds=2,
+      search__seeds_program='vmap',
+      data__num_examples=16,
+      model__steps=1,
+      model__multiplier=1,
+      log__progress=progress,
+    )
+    seeds.parallel.seed_shards = 2
+    states['seeds'] = search_loop.run_search(seeds, os.path.join(job_dir, 'seeds'))['state']
   if 'train' in what:
     states['train'] = retrain.run_train(
       tiny_train_config(
@@ -52,7 +67,8 @@ for job in sys.argv[4:]:
     )['state']  # fmt: skip
   leaves = {}
   for name, state in states.items():
-    for path, x in jax.tree_util.tree_leaves_with_path(jax.device_get(state)):
+    # The split seeds' state is not all on this process's devices: gathered to every device.
+    for path, x in jax.tree_util.tree_leaves_with_path(jax.device_get(parallel.gather(state))):
       leaves[f'{name}{jax.tree_util.keystr(path)}'] = np.asarray(x)
   if jax.process_index() == 0:
     np.savez(os.path.join(job_dir, 'final.npz'), **leaves)

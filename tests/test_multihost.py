@@ -1,5 +1,6 @@
-"""Two processes (jax.distributed, gloo CPU collectives) run a search and a retraining together and
-end with the bits of one process with two devices; each restores the other's checkpoints.
+"""Two processes (jax.distributed, gloo CPU collectives) run a search, a search of 2 seeds split
+one per process (`parallel.seed_shards=2`) and a retraining together and end with the bits of one
+process with two devices; each restores the other's checkpoints.
 
 The checkpoints are swapped for the retraining only: its state is saved and restored the same way
 as the search's (replicated pytrees through `train.run.Run`), and each first step of a new program
@@ -59,12 +60,13 @@ def _assert_same(a, b):
 
 
 def test_two_processes_equal_one_process_with_two_devices_and_swap_checkpoints(tmp_path):
-  (one,) = _run(1, (tmp_path / 'one', 1, 'search,train'))
-  assert any(k.startswith('search') for k in one)
+  (one,) = _run(1, (tmp_path / 'one', 1, 'search,seeds,train'))
+  assert any(k.startswith('search') for k in one) and any(k.startswith('seeds') for k in one)
   shutil.copytree(tmp_path / 'one', tmp_path / 'one_then_two')
-  # Two processes: a fresh run, and one more epoch of the one-process run's checkpoints.
+  # Two processes: a fresh run (its 2 seeds one per process), and one more epoch of the
+  # one-process run's checkpoints.
   two, one_then_two = _run(
-    2, (tmp_path / 'two', 1, 'search,train'), (tmp_path / 'one_then_two', 2, 'train')
+    2, (tmp_path / 'two', 1, 'search,seeds,train'), (tmp_path / 'one_then_two', 2, 'train')
   )
   _assert_same(two, one)
   shutil.copytree(tmp_path / 'two', tmp_path / 'two_then_one')
