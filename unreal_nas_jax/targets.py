@@ -9,8 +9,9 @@ are the ones a user would see on the chip. Nothing runs.
 
 A target is `tpu:<chip>[:<topology>]` (chips: v5e, v6e, v5p; topology in chips, e.g. 2x2 or
 2x4 for a v5e-8; default one chip) or `gpu:<name>[:<count>]` (h100, h200; count GPUs of one
-host, default 1). Several chips compile the data-parallel program a run would use there: the
-batch split on the `data` axis, the state replicated; figures are per chip.
+host, default 1). Several chips compile the program a run would use there: the batch split on
+the `data` axis, the state replicated (or N seeds split over a `seeds` axis in front, with
+`config.parallel.seed_shards`); figures are per chip.
 
 The toolchains are optional extras: `pip install 'unreal_nas_jax[tpu-aot]'` (libtpu) and
 `'unreal_nas_jax[gpu-aot]'` (jax-cuda12-plugin for the jaxlib installed, and ptxas from
@@ -185,7 +186,8 @@ def gpu_description(chip: Chip) -> str:
 
 @functools.cache
 def target_mesh(target: Target):
-  """A one-axis ('data') mesh over the target's compile-only devices."""
+  """A one-axis ('data') mesh over the target's compile-only devices (a search splits it into
+  seed groups itself, `search.setup.search_mesh`)."""
   import jax
   import numpy as np
   from jax.experimental import topologies
