@@ -3,11 +3,9 @@
 Runs in a subprocess because the device count must be fixed before JAX starts.
 """
 
-import subprocess
-import sys
 import textwrap
 
-from tests.testing import REPO, cli_env
+from tests.testing import run_on_devices
 
 SCRIPT = textwrap.dedent(
   """
@@ -68,14 +66,4 @@ SCRIPT = textwrap.dedent(
 
 
 def test_eight_devices_match_one_device():
-  env = cli_env(XLA_FLAGS='--xla_force_host_platform_device_count=8')
-  result = subprocess.run(
-    [sys.executable, '-c', SCRIPT],
-    cwd=REPO,
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=900,
-    check=False,
-  )
-  assert result.returncode == 0 and result.stdout.strip().endswith('OK'), result.stderr[-3000:]
+  run_on_devices(SCRIPT, 8)

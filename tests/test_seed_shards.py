@@ -1,21 +1,20 @@
 """N seeds split over groups of devices (`config.parallel.seed_shards`): each group holds only its
 seeds, the searches equal the same seeds on every device to rounding (the same genotypes), a run
 stopped and resumed in that layout equals the uninterrupted one bit for bit, and its checkpoints
-resume on a mesh without the split. Bad splits fail with one line.
+resume on a mesh without the split and read back in a process of one device. Bad splits fail
+with one line.
 
-Runs in a subprocess because the device count must be fixed before JAX starts.
+The runs are in a subprocess because the device count must be fixed before JAX starts.
 """
 
 import json
 import re
-import subprocess
-import sys
 import textwrap
 
 import jax
 import pytest
 
-from tests.testing import REPO, cli_env, tiny_search_config
+from tests.testing import run_on_devices, tiny_search_config
 from unreal_nas_jax import checkpointing
 from unreal_nas_jax.config_utils import ConfigError
 from unreal_nas_jax.search import derivation
@@ -96,17 +95,7 @@ SCRIPT = textwrap.dedent(
 
 
 def test_seeds_split_over_devices_equal_seeds_on_every_device_and_resume_across(tmp_path):
-  env = cli_env(XLA_FLAGS='--xla_force_host_platform_device_count=4')
-  result = subprocess.run(
-    [sys.executable, '-c', SCRIPT, str(tmp_path)],
-    cwd=REPO,
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=900,
-    check=False,
-  )
-  assert result.returncode == 0 and result.stdout.strip().endswith('OK'), result.stderr[-3000:]
+  run_on_devices(SCRIPT, 4, tmp_path)
   # This process has one device: the checkpoints of 2 and 4 devices read back here, as a search
   # run on a slice is read for retraining elsewhere, and give the genotypes the runs wrote.
   config = tiny_search_config(model__steps=1, model__multiplier=1)

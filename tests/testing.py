@@ -128,6 +128,21 @@ def cli_command(*args):
   return [sys.executable, '-m', 'unreal_nas_jax.cli.main', *args]
 
 
+def run_on_devices(script, num_devices, *args):
+  """Runs the Python `script` (with `args`) in a process of `num_devices` CPU devices (the count
+  is fixed before JAX starts); asserts that it exits 0 with its last line 'OK'."""
+  result = subprocess.run(
+    [sys.executable, '-c', script, *map(str, args)],
+    cwd=REPO,
+    env=cli_env(XLA_FLAGS=f'--xla_force_host_platform_device_count={num_devices}'),
+    capture_output=True,
+    text=True,
+    timeout=900,
+    check=False,
+  )
+  assert result.returncode == 0 and result.stdout.strip().endswith('OK'), result.stderr[-3000:]
+
+
 def run_cli(*args, timeout=600, **env):
   return subprocess.run(
     cli_command(*args),
