@@ -28,10 +28,13 @@ class CheckpointError(ValueError):
   """No checkpoint of a run could be restored (one line naming what was tried)."""
 
 
-def make_manager(directory: files.PathLike):
-  """A synchronous Orbax manager of `directory` (local or cloud storage), without retention."""
-  options = ocp.CheckpointManagerOptions(create=True, enable_async_checkpointing=False)
-  return ocp.CheckpointManager(files.as_path(directory), options=options)
+def make_manager(directory: files.PathLike, *, create: bool = True, item_handlers=None):
+  """A synchronous Orbax manager of `directory` (local or cloud storage), without retention.
+  `item_handlers` ({item: handler}): lets it read the saved items' shapes (`item_metadata`)."""
+  options = ocp.CheckpointManagerOptions(create=create, enable_async_checkpointing=False)
+  return ocp.CheckpointManager(
+    files.as_path(directory), item_handlers=item_handlers, options=options
+  )
 
 
 def save(manager, step: int, items: dict[str, Any], record: dict[str, Any]) -> None:
@@ -171,17 +174,12 @@ def restore_raw(directory: files.PathLike, step: int | None = None):
 
   Returns (state, record, step).
   """
-  # Handlers named, so that the manager can read the saved shapes (`item_metadata`).
   handlers = {
     'state': ocp.StandardCheckpointHandler(),
     'sums': ocp.StandardCheckpointHandler(),
     'record': ocp.JsonCheckpointHandler(),
   }
-  manager = ocp.CheckpointManager(
-    files.as_path(directory),
-    item_handlers=handlers,
-    options=ocp.CheckpointManagerOptions(create=False, enable_async_checkpointing=False),
-  )
+  manager = make_manager(directory, create=False, item_handlers=handlers)
   try:
     step = manager.latest_step() if step is None else step
     if step is None:

@@ -113,9 +113,9 @@ def validate_probe_config(config: ml_collections.ConfigDict) -> None:
   require_batch_fits_data(config, 'probe.batch_size')
   require_choice(config, 'probe.program', seeds.SEEDS_PROGRAMS)
   require(
-    config.parallel.get('seed_shards', 1) == 1,
+    config.parallel.seed_shards == 1,
     'parallel.seed_shards',
-    config.parallel.get('seed_shards'),
+    config.parallel.seed_shards,
     '1 (a probe steps its architectures on every device)',
   )
   validate_search_config(search_view(config, 1))
