@@ -2,20 +2,29 @@
 and the runs several test modules read, made once per test process."""
 
 import os
+import subprocess
+import sys
 
 from tests.testing import CACHE_DIR, tiny_search_config, tiny_train_config
+from unreal_nas_jax.cli.reproduce import FAST_COMPILE_FLAGS, add_xla_flags
 
 # Before JAX starts: CPU only, and keep TensorFlow (tfds) off any accelerator.
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
-# Tests check behaviour, not speed: LLVM's cheap optimisation level makes XLA:CPU compile the
-# supernets' programs about a third faster, and its older loop emitters (no MLIR fusion emitters)
-# halve what is left (same arithmetic; the flag is in jaxlib 0.6.0 to 0.12). Subprocesses inherit
-# them.
-FAST_COMPILE_FLAGS = (
-  '--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true '
-  '--xla_cpu_use_fusion_emitters=false'
-)
-os.environ['XLA_FLAGS'] = f'{os.environ.get("XLA_FLAGS", "")} {FAST_COMPILE_FLAGS}'.strip()
+# Tests check behaviour, not speed: LLVM's cheap optimisation level (the quick reproduction's
+# flags) makes XLA:CPU compile the supernets' programs about a third faster, and its loop emitters
+# (no MLIR fusion emitters) halve what is left; same arithmetic. Subprocesses inherit them.
+add_xla_flags(FAST_COMPILE_FLAGS)
+# jaxlib 0.6 to 0.11.0 know the emitters' flag, 0.11.2 and 0.12 do not, and XLA aborts on a flag it
+# does not know: asked once per suite (the xdist workers inherit the first process's XLA_FLAGS).
+LOOP_EMITTERS_FLAG = '--xla_cpu_use_fusion_emitters=false'
+if LOOP_EMITTERS_FLAG not in os.environ['XLA_FLAGS']:
+  probe = subprocess.run(
+    [sys.executable, '-c', 'import jax; jax.devices()'],
+    env={**os.environ, 'XLA_FLAGS': LOOP_EMITTERS_FLAG, 'JAX_PLATFORMS': 'cpu'},
+    capture_output=True,
+  )
+  if probe.returncode == 0:
+    add_xla_flags([LOOP_EMITTERS_FLAG])
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ['JAX_COMPILATION_CACHE_DIR'] = CACHE_DIR  # the CLI runs the tests start use it too
 

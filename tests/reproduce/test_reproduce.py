@@ -323,10 +323,10 @@ def test_fast_compile_adds_only_the_missing_xla_flags(monkeypatch):
   from unreal_nas_jax.cli import reproduce
 
   monkeypatch.setenv('XLA_FLAGS', '--xla_backend_optimization_level=2 --xla_foo=1')
-  reproduce._add_xla_flags(reproduce.FAST_COMPILE_FLAGS)
+  reproduce.add_xla_flags(reproduce.FAST_COMPILE_FLAGS)
   # A level the user set is kept; the other flag is added once.
   assert os.environ['XLA_FLAGS'] == (
     '--xla_backend_optimization_level=2 --xla_foo=1 --xla_llvm_disable_expensive_passes=true'
   )
-  reproduce._add_xla_flags(reproduce.FAST_COMPILE_FLAGS)
+  reproduce.add_xla_flags(reproduce.FAST_COMPILE_FLAGS)
   assert os.environ['XLA_FLAGS'].count('expensive_passes') == 1

@@ -96,7 +96,7 @@ def reproduce_command(argv: Sequence[str]) -> int:
   # Before anything starts a JAX backend: a target sets up its deviceless compiler.
   target = estimate.load_target(fv.target) if fv.target else None
   if fv.config.xla_fast_compile and target is None:
-    _add_xla_flags(FAST_COMPILE_FLAGS)
+    add_xla_flags(FAST_COMPILE_FLAGS)
   root = os.path.expanduser(fv.workdir)
   if fv['table-only'].value:
     return _table_only(fv, root)
@@ -117,7 +117,7 @@ def reproduce_command(argv: Sequence[str]) -> int:
   return _run(plan, statuses, _spec(fv))
 
 
-def _add_xla_flags(wanted) -> None:
+def add_xla_flags(wanted) -> None:
   """Adds `wanted` to XLA_FLAGS where not set there (read when a JAX backend starts)."""
   present = os.environ.get('XLA_FLAGS', '')
   missing = [f for f in wanted if f.split('=')[0] not in present]
