@@ -15,16 +15,17 @@ os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 # (no MLIR fusion emitters) halve what is left; same arithmetic. Subprocesses inherit them.
 add_xla_flags(FAST_COMPILE_FLAGS)
 # jaxlib 0.6 to 0.11.0 know the emitters' flag, 0.11.2 and 0.12 do not, and XLA aborts on a flag it
-# does not know: asked once per suite (the xdist workers inherit the first process's XLA_FLAGS).
+# does not know: asked once per suite, the xdist workers inherit the answer.
 LOOP_EMITTERS_FLAG = '--xla_cpu_use_fusion_emitters=false'
-if LOOP_EMITTERS_FLAG not in os.environ['XLA_FLAGS']:
+if 'UNREAL_NAS_TESTS_LOOP_EMITTERS' not in os.environ:
   probe = subprocess.run(
     [sys.executable, '-c', 'import jax; jax.devices()'],
     env={**os.environ, 'XLA_FLAGS': LOOP_EMITTERS_FLAG, 'JAX_PLATFORMS': 'cpu'},
     capture_output=True,
   )
-  if probe.returncode == 0:
-    add_xla_flags([LOOP_EMITTERS_FLAG])
+  os.environ['UNREAL_NAS_TESTS_LOOP_EMITTERS'] = str(int(probe.returncode == 0))
+if os.environ['UNREAL_NAS_TESTS_LOOP_EMITTERS'] == '1':
+  add_xla_flags([LOOP_EMITTERS_FLAG])
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ['JAX_COMPILATION_CACHE_DIR'] = CACHE_DIR  # the CLI runs the tests start use it too
 
@@ -49,9 +50,11 @@ LONGEST_FIRST = (
 
 def pytest_collection_modifyitems(items):
   def rank(item):
-    return next((i for i, p in enumerate(LONGEST_FIRST) if item.nodeid.startswith(p)), None)
+    return next(
+      (i for i, p in enumerate(LONGEST_FIRST) if item.nodeid.startswith(p)), len(LONGEST_FIRST)
+    )
 
-  items.sort(key=lambda item: (rank(item) is None, rank(item) or 0))
+  items.sort(key=rank)  # stable: the rest keep their order
 
 
 # Finished runs that tests read (and copy before changing): (config, workdir, summary).
