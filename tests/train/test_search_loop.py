@@ -13,6 +13,7 @@ import pytest
 from tests.testing import read_scalars, tiny_search_config
 from unreal_nas_jax import checkpointing
 from unreal_nas_jax.config_utils import ConfigError
+from unreal_nas_jax.search import setup as search_setup
 from unreal_nas_jax.space.primitives import PRIMITIVES
 from unreal_nas_jax.train import search_loop
 from unreal_nas_jax.train.run import NonFiniteLossError
@@ -93,6 +94,20 @@ def test_each_phase_compiles_once(search_run, monkeypatch, tmp_path):
   assert extended['compiled_phases'] == ['search']
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
     assert [json.loads(line)['epoch'] for line in f] == [1, 2, 3, 4]
+
+
+def test_a_search_built_again_in_this_process_reuses_its_programs():
+  """A run started again in the same process (after an exception, in a notebook) steps the jitted
+  programs made before for the same traced config and mesh; host-side settings (checkpoints,
+  logs) do not make new ones, the model's size and the phase do."""
+  config = tiny_search_config()
+  step = search_setup.make_step_fn(search_setup.build_search(config), 'search')
+  host_side = config.copy_and_resolve_references()
+  host_side.checkpoint.every_steps, host_side.log.every_steps = 3, 1
+  assert search_setup.make_step_fn(search_setup.build_search(host_side), 'search') is step
+  setup = search_setup.build_search(tiny_search_config(model__channels=2))
+  assert search_setup.make_step_fn(setup, 'search') is not step
+  assert search_setup.make_step_fn(search_setup.build_search(config), 'warmup') is not step
 
 
 def test_checkpoint_holds_the_final_alphas(search_run):

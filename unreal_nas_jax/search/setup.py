@@ -8,8 +8,10 @@ accumulators, the jitted step of a phase and an epoch's inputs, or their shapes 
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
+import json
 import os
 from typing import Any
 
@@ -257,11 +259,13 @@ def init_state(setup: SearchSetup) -> SearchState:
       decisions=sgas.init_decisions(config.model.steps),
     )
 
-  init = jax.jit(init, out_shardings=parallel.replicated(setup.mesh))
+  init_jit = _reused(
+    setup, 'init', lambda: jax.jit(init, out_shardings=parallel.replicated(setup.mesh))
+  )
   states = []
   for k in range(setup.num_seeds):
     _, k_alphas, k_rng = jax.random.split(jax.random.PRNGKey(setup.seed(k)), 3)
-    states.append(init(k_alphas, k_rng, params_key(setup.seed(k))))
+    states.append(init_jit(k_alphas, k_rng, params_key(setup.seed(k))))
   if setup.num_seeds == 1:
     return states[0]
   stack = jax.jit(
@@ -292,11 +296,40 @@ def abstract_state(setup: SearchSetup) -> SearchState:
                            setup.per_seed.spec)  # fmt: skip
 
 
+# The jitted programs of the latest searches built in this process, by (config, mesh, program).
+_PROGRAMS: collections.OrderedDict = collections.OrderedDict()
+_PROGRAMS_KEPT = 8
+
+
+def _reused(setup: SearchSetup, name: str, make):
+  """`make()`'s jitted function, or the one made for the same config, mesh and `name` before in
+  this process: a run started again (resumed after an exception, a notebook, a test) skips
+  tracing, lowering and compiling programs that only the config and mesh determine."""
+  # Checkpoint and log settings stay on the host: a resumed run that checkpoints more often
+  # steps the same programs.
+  traced = {k: v for k, v in setup.config.to_dict().items() if k not in ('checkpoint', 'log')}
+  key = (json.dumps(traced, sort_keys=True, default=repr), setup.mesh, name)
+  if key in _PROGRAMS:
+    _PROGRAMS.move_to_end(key)
+  else:
+    _PROGRAMS[key] = make()
+    while len(_PROGRAMS) > _PROGRAMS_KEPT:
+      _PROGRAMS.popitem(last=False)
+  return _PROGRAMS[key]
+
+
 def make_step_fn(setup: SearchSetup, phase: str, batch_size: int | None = None):
-  """The jitted step of a phase ('warmup': weights only; 'search': DARTS), state donated.
+  """The jitted step of a phase ('warmup': weights only; 'search': DARTS), state donated (made
+  once per config, mesh, phase and batch in a process).
 
   `batch_size` defaults to `config.search.batch_size` (SGAS grows it after decisions).
   """
+  return _reused(
+    setup, f'{phase} step, batch {batch_size}', lambda: _make_step_fn(setup, phase, batch_size)
+  )
+
+
+def _make_step_fn(setup: SearchSetup, phase: str, batch_size: int | None):
   config = setup.config
   step = functools.partial(
     darts.search_step,
