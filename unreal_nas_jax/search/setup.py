@@ -235,7 +235,8 @@ def init_state(setup: SearchSetup) -> SearchState:
   With N seeds, the N states of seeds seed, ..., seed + N - 1 stacked on a leading axis, each
   exactly the state a single run with that seed starts from (one compiled initialisation).
   """
-  config = setup.config
+  # Not `setup` itself: the kept program (`_reused`) would keep its data on the devices.
+  config, model, weight_tx, arch_tx = setup.config, setup.model, setup.weight_sgd.tx, setup.arch_tx
 
   def init(k_alphas, k_rng, k_params):
     alphas = arch.init_alphas(
@@ -247,14 +248,14 @@ def init_state(setup: SearchSetup) -> SearchState:
     )
     size = config.data.image_size
     images = jnp.zeros((2, size, size, config.data.channels), jnp.float32)
-    variables = setup.model.init(k_params, images, arch.arch_weights(alphas), train=True)
+    variables = model.init(k_params, images, arch.arch_weights(alphas), train=True)
     return SearchState(
       step=jnp.zeros((), jnp.int32),
       params=variables['params'],
       batch_stats=variables['batch_stats'],
       alphas=alphas,
-      weight_opt_state=setup.weight_sgd.tx.init(variables['params']),
-      arch_opt_state=setup.arch_tx.init(alphas),
+      weight_opt_state=weight_tx.init(variables['params']),
+      arch_opt_state=arch_tx.init(alphas),
       rng=k_rng,
       decisions=sgas.init_decisions(config.model.steps),
     )
