@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from unreal_nas_jax import files, optim, parallel
+from unreal_nas_jax import config_utils, files, optim, parallel
 from unreal_nas_jax.data import search_data
 from unreal_nas_jax.models.layers import params_key
 from unreal_nas_jax.models.supernet import SearchNetwork, resolve_edge_form
@@ -308,8 +308,9 @@ def _reused(setup: SearchSetup, name: str, make):
   tracing, lowering and compiling programs that only the config and mesh determine."""
   # Checkpoint and log settings stay on the host: a resumed run that checkpoints more often
   # steps the same programs.
-  traced = {k: v for k, v in setup.config.to_dict().items() if k not in ('checkpoint', 'log')}
-  key = (json.dumps(traced, sort_keys=True, default=repr), setup.mesh, name)
+  config = config_utils.to_dict(setup.config)
+  traced = {k: v for k, v in config.items() if k not in ('checkpoint', 'log')}
+  key = (json.dumps(traced, sort_keys=True), setup.mesh, name)
   if key in _PROGRAMS:
     _PROGRAMS.move_to_end(key)
   else:
@@ -321,7 +322,7 @@ def _reused(setup: SearchSetup, name: str, make):
 
 def make_step_fn(setup: SearchSetup, phase: str, batch_size: int | None = None):
   """The jitted step of a phase ('warmup': weights only; 'search': DARTS), state donated (made
-  once per config, mesh, phase and batch in a process).
+  once per traced config, mesh, phase and batch in a process: `_reused`).
 
   `batch_size` defaults to `config.search.batch_size` (SGAS grows it after decisions).
   """
