@@ -235,8 +235,7 @@ def init_state(setup: SearchSetup) -> SearchState:
   With N seeds, the N states of seeds seed, ..., seed + N - 1 stacked on a leading axis, each
   exactly the state a single run with that seed starts from (one compiled initialisation).
   """
-  # Not `setup` itself: the kept program (`_reused`) would keep its data on the devices.
-  config, model, weight_tx, arch_tx = setup.config, setup.model, setup.weight_sgd.tx, setup.arch_tx
+  config = setup.config
 
   def init(k_alphas, k_rng, k_params):
     alphas = arch.init_alphas(
@@ -248,25 +247,23 @@ def init_state(setup: SearchSetup) -> SearchState:
     )
     size = config.data.image_size
     images = jnp.zeros((2, size, size, config.data.channels), jnp.float32)
-    variables = model.init(k_params, images, arch.arch_weights(alphas), train=True)
+    variables = setup.model.init(k_params, images, arch.arch_weights(alphas), train=True)
     return SearchState(
       step=jnp.zeros((), jnp.int32),
       params=variables['params'],
       batch_stats=variables['batch_stats'],
       alphas=alphas,
-      weight_opt_state=weight_tx.init(variables['params']),
-      arch_opt_state=arch_tx.init(alphas),
+      weight_opt_state=setup.weight_sgd.tx.init(variables['params']),
+      arch_opt_state=setup.arch_tx.init(alphas),
       rng=k_rng,
       decisions=sgas.init_decisions(config.model.steps),
     )
 
-  init_jit = _reused(
-    setup, 'init', lambda: jax.jit(init, out_shardings=parallel.replicated(setup.mesh))
-  )
+  init = jax.jit(init, out_shardings=parallel.replicated(setup.mesh))
   states = []
   for k in range(setup.num_seeds):
     _, k_alphas, k_rng = jax.random.split(jax.random.PRNGKey(setup.seed(k)), 3)
-    states.append(init_jit(k_alphas, k_rng, params_key(setup.seed(k))))
+    states.append(init(k_alphas, k_rng, params_key(setup.seed(k))))
   if setup.num_seeds == 1:
     return states[0]
   stack = jax.jit(
